@@ -1,0 +1,1 @@
+"""The four hybridq processes. They import `shared`, never each other."""

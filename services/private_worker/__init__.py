@@ -1,0 +1,1 @@
+"""The private site's worker: the shared worker configured for site 'private'."""

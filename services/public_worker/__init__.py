@@ -1,0 +1,1 @@
+"""The public site's worker: the shared worker configured for site 'public'."""

@@ -1,0 +1,1 @@
+"""Router: validates, de-duplicates and places jobs, and runs the delay machinery."""

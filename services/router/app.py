@@ -1,0 +1,104 @@
+"""The router's composition root: settings -> broker -> subscribers -> app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faststream import AckPolicy, FastStream
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.message import RabbitMessage
+
+from shared import topology
+from shared.bus import Bus, make_broker
+from shared.cancellations import Cancellations, listen
+from shared.contracts.jobs import Site
+from shared.metrics import ROUTER_OUTCOMES, serve_metrics
+from shared.placement.rules import Rules, load_rules
+from shared.queue_depth import QueueDepths
+from shared.service import RawHandler, settle
+from shared.settings import RouterSettings
+
+from .dedup import SeenJobs
+from .due import DueJobs
+from .intake import Intake
+
+PRIVATE_QUEUE = topology.WORK_QUEUES[Site.PRIVATE].name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Router:
+    app: FastStream
+    broker: RabbitBroker
+    intake: Intake
+    due: DueJobs
+    cancellations: Cancellations
+
+
+def build(
+    settings: RouterSettings | None = None,
+    *,
+    rules: Rules | None = None,
+    private_backlog: Callable[[], int] | None = None,
+    clock: Callable[[], datetime] = _now,
+) -> Router:
+    settings = settings or RouterSettings()
+    rules = rules or load_rules(settings.routing_rules)
+    broker = make_broker(settings.amqp_url, settings.prefetch)
+    bus = Bus(broker)
+    depths = QueueDepths(settings.amqp_url, [PRIVATE_QUEUE], settings.backlog_max_age_seconds)
+    seen = SeenJobs(settings.state_dir / "seen-jobs.sqlite3")
+    cancellations = Cancellations()
+    backlog = private_backlog or (lambda: depths.ready(PRIVATE_QUEUE))
+    intake = Intake(bus, rules, backlog, seen, clock)
+    due = DueJobs(bus, cancellations, clock)
+
+    @broker.subscriber(
+        topology.ROUTER_INTAKE, topology.INTAKE, ack_policy=AckPolicy.MANUAL,
+        title="router.intake",
+    )
+    async def on_submitted(msg: RabbitMessage) -> None:
+        await settle(msg, topology.ROUTER_INTAKE.name, _counted(intake.handle))
+
+    @broker.subscriber(
+        topology.ROUTER_DUE, topology.DELAY, ack_policy=AckPolicy.MANUAL, title="router.due",
+    )
+    async def on_due(msg: RabbitMessage) -> None:
+        await settle(msg, topology.ROUTER_DUE.name, due.handle)
+
+    listen(broker, cancellations, "router")
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def declare() -> None:
+        await broker.connect()
+        await topology.declare(broker, topology.ROUTER_BINDINGS)
+        if private_backlog is None:
+            await depths.start()
+        if settings.metrics_port:
+            serve_metrics(settings.metrics_port)
+
+    @app.after_shutdown
+    async def close() -> None:
+        await depths.stop()
+        seen.close()
+
+    return Router(app, broker, intake, due, cancellations)
+
+
+def _counted(handle: RawHandler) -> RawHandler:
+    async def wrapper(body: bytes, queue: str) -> str:
+        outcome = await handle(body, queue)
+        ROUTER_OUTCOMES.labels(outcome=outcome.split(":")[0], rule=_rule(outcome)).inc()
+        return outcome
+
+    return wrapper
+
+
+def _rule(outcome: str) -> str:
+    return outcome.split(":", 1)[1] if ":" in outcome else ""

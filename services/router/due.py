@@ -1,0 +1,54 @@
+"""Delay machinery: a parked job whose tier expired either waits again or is dispatched."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from shared.bus import Bus
+from shared.cancellations import Cancellations
+from shared.contracts.jobs import PlacedJob
+from shared.dead_letters import DeadLetterReason
+
+from .intake import routed_event
+
+log = logging.getLogger("hybridq.router.due")
+
+EARLY_TOLERANCE_SECONDS = 0.005
+
+
+class DueJobs:
+    def __init__(
+        self, bus: Bus, cancellations: Cancellations, clock: Callable[[], datetime]
+    ) -> None:
+        self.bus = bus
+        self.cancellations = cancellations
+        self.clock = clock
+
+    async def handle(self, body: bytes, source_queue: str) -> str:
+        try:
+            job = PlacedJob.model_validate_json(body)
+        except ValidationError as exc:
+            await self.bus.dead_letter(
+                body, reason=DeadLetterReason.SCHEMA, source_queue=source_queue, detail=str(exc)
+            )
+            return "dead_lettered"
+        if self.cancellations.is_cancelled(job.job_id):
+            log.info("cancelled while waiting: dropped", extra={"job_id": str(job.job_id)})
+            return "cancelled"
+        now = self.clock()
+        if job.run_at is not None and (job.run_at - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
+            await self.bus.delay(job, now)
+            return "waiting"
+        if job.announce:
+            await self.bus.event(routed_event(job))
+            job = job.model_copy(update={"announce": False})
+        await self.bus.dispatch(job)
+        log.info(
+            "dispatched", extra={"job_id": str(job.job_id), "site": job.site.value,
+                                 "attempt": job.attempt},
+        )
+        return "dispatched"

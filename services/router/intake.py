@@ -1,0 +1,142 @@
+"""Intake use case: validate, de-duplicate, place, and dispatch or schedule a job."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from shared.bus import Bus
+from shared.contracts.events import (
+    FieldError,
+    JobRejected,
+    JobRouted,
+    JobScheduled,
+    JobSubmittedEvent,
+)
+from shared.contracts.jobs import JobSubmitted, PlacedJob
+from shared.contracts.parsing import InvalidJob, parse_job_submitted
+from shared.errors import UnprocessableMessage
+from shared.placement.decision import Placement, Refusal, place
+from shared.placement.rules import Rules
+
+from .dedup import SeenJobs
+
+log = logging.getLogger("hybridq.router")
+
+
+def event_id(job_id: UUID, what: str) -> UUID:
+    """Deterministic event ids: a redelivered intake message re-emits the same events."""
+    return uuid5(NAMESPACE_URL, f"hybridq:{job_id}:{what}")
+
+
+class Intake:
+    def __init__(
+        self,
+        bus: Bus,
+        rules: Rules,
+        private_backlog: Callable[[], int],
+        seen: SeenJobs,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.bus = bus
+        self.rules = rules
+        self.private_backlog = private_backlog
+        self.seen = seen
+        self.clock = clock
+
+    async def handle(self, body: bytes, source_queue: str) -> str:
+        """Process one intake message; returns what happened (for logs and metrics)."""
+        try:
+            job = parse_job_submitted(body)
+        except UnprocessableMessage as exc:
+            await self._unprocessable(body, exc, source_queue)
+            return f"dead_lettered:{exc.reason}"
+        if self.seen.contains(job.job_id):
+            log.info("duplicate job_id: not run again", extra={"job_id": str(job.job_id)})
+            return "duplicate"
+        outcome = await self._accept(job)
+        self.seen.add(job.job_id)
+        return outcome
+
+    async def _accept(self, job: JobSubmitted) -> str:
+        now = self.clock()
+        await self.bus.event(
+            JobSubmittedEvent(
+                event_id=event_id(job.job_id, "submitted"), occurred_at=now, **job.spec_fields()
+            )
+        )
+        decision = place(job, self.rules, self.private_backlog)
+        if isinstance(decision, Refusal):
+            await self.bus.event(
+                JobRejected(
+                    event_id=event_id(job.job_id, "rejected"),
+                    job_id=job.job_id,
+                    reason=decision.reason,
+                    errors=[FieldError(field=decision.field, message=decision.reason)],
+                )
+            )
+            log.info("rejected by policy", extra={"job_id": str(job.job_id)})
+            return "rejected"
+        run_at = self._run_at(job, now)
+        placed = PlacedJob(
+            **job.model_dump(),
+            site=decision.site,
+            rule=decision.rule,
+            reason=decision.reason,
+            run_at=run_at,
+            announce=run_at is not None,
+        )
+        if run_at is not None:
+            await self.bus.event(
+                JobScheduled(
+                    event_id=event_id(job.job_id, "scheduled"),
+                    job_id=job.job_id,
+                    site=decision.site,
+                    not_before=run_at,
+                )
+            )
+            await self.bus.delay(placed, now)
+            return "scheduled"
+        await self.bus.event(routed_event(placed, decision))
+        await self.bus.dispatch(placed)
+        log.info(
+            "routed",
+            extra={"job_id": str(job.job_id), "site": decision.site.value, "rule": decision.rule},
+        )
+        return f"routed:{decision.rule}"
+
+    async def _unprocessable(
+        self, body: bytes, exc: UnprocessableMessage, source_queue: str
+    ) -> None:
+        await self.bus.dead_letter(
+            body, reason=exc.reason, source_queue=source_queue, detail=exc.detail,
+            job_id=exc.job_id,
+        )
+        if exc.job_id is None:
+            return
+        errors = exc.errors if isinstance(exc, InvalidJob) else []
+        await self.bus.event(
+            JobRejected(job_id=UUID(exc.job_id), reason=exc.detail, errors=errors)
+        )
+
+    @staticmethod
+    def _run_at(job: JobSubmitted, now: datetime) -> datetime | None:
+        if job.not_before is not None and job.not_before > now:
+            return job.not_before
+        if job.delay_seconds > 0:
+            return now + timedelta(seconds=job.delay_seconds)
+        return None
+
+
+def routed_event(placed: PlacedJob, decision: Placement | None = None) -> JobRouted:
+    return JobRouted(
+        event_id=event_id(placed.job_id, "routed"),
+        job_id=placed.job_id,
+        site=placed.site,
+        rule=placed.rule,
+        reason=placed.reason,
+        priority=placed.priority,
+        private_backlog=decision.private_backlog if decision else None,
+    )

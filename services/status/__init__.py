@@ -1,0 +1,1 @@
+"""Status: projects lifecycle events into Postgres and serves the HTTP API and CLI."""

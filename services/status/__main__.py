@@ -1,0 +1,35 @@
+"""`python -m services.status` serves the API; `python -m services.status migrate` migrates."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from shared.logs import configure
+from shared.settings import StatusSettings
+
+
+def main(argv: list[str]) -> int:
+    settings = StatusSettings()
+    configure("status", settings.log_level)
+    if argv[:1] == ["migrate"]:
+        from services.status.migrate import upgrade
+
+        upgrade(settings.database_url)
+        return 0
+    if argv:
+        print(f"unknown command {argv[0]!r}; use: python -m services.status [migrate]",
+              file=sys.stderr)
+        return 2
+    from services.status.app import create_app
+
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port,
+        log_config=None, timeout_graceful_shutdown=int(settings.drain_seconds),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,113 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.jobs import JobSpec, Site
+
+
+class SubmitJob(JobSpec):
+    """A JobSubmitted without `job_id` (optional here: generated when absent)."""
+
+    job_id: UUID | None = None
+
+
+class Submitted(BaseModel):
+    job_id: UUID
+    status: str = "submitted"
+
+
+class JobViewOut(BaseModel):
+    job_id: UUID
+    job_type: str | None
+    status: str
+    site: str | None
+    rule: str | None
+    reason: str | None
+    priority: int | None
+    data_classification: str | None
+    attempts: int
+    max_attempts: int | None
+    params: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    progress: float | None = None
+    progress_message: str | None = None
+    submitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    group_id: UUID | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobViewOut]
+    next_cursor: str | None
+
+
+class EventList(BaseModel):
+    items: list[dict[str, Any]]
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    job_id: UUID | None
+    reason: str
+    detail: str | None = None
+    source_queue: str | None
+    dead_lettered_at: datetime
+    job_type: str | None = None
+    site: str | None = None
+    redriven_at: datetime | None = None
+    body: str
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterOut]
+    next_cursor: str | None
+
+
+class RedriveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] | None = None
+    reason: str | None = None
+    job_type: str | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    site: Site | None = None
+
+
+class Redriven(BaseModel):
+    redriven: int
+    skipped: list[dict[str, str]] = Field(default_factory=list)
+
+
+class CancelRequest(BaseModel):
+    reason: str = "cancelled by operator"
+
+
+class Accepted(BaseModel):
+    job_id: UUID
+    status: str
+
+
+class QueueDepthOut(BaseModel):
+    ready: int
+    unacked: int | None
+    consumers: int
+
+
+class Stats(BaseModel):
+    by_status: dict[str, int]
+    by_site: dict[str, dict[str, int]]
+    queues: dict[str, QueueDepthOut]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    errors: list[dict[str, str]] = Field(default_factory=list)

@@ -1,0 +1,82 @@
+"""Health, readiness, stats and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from shared import topology
+from shared.metrics import JOBS_BY_STATUS
+from services.status import queries
+from services.status.api.auth import Reader
+from services.status.api.deps import Res, Resources
+from services.status.api.schemas import Stats
+
+router = APIRouter(tags=["operations"])
+_stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _database_ok(res: Resources) -> bool:
+    try:
+        async with asyncio.timeout(2):
+            async with res.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+async def _broker_ok(res: Resources) -> bool:
+    try:
+        return bool(await res.broker.ping(timeout=2))
+    except Exception:
+        return False
+
+
+@router.get("/readyz")
+async def readyz(res: Res, response: Response) -> dict[str, Any]:
+    database, broker = await asyncio.gather(_database_ok(res), _broker_ok(res))
+    if not (database and broker):
+        response.status_code = 503
+    return {"database": database, "broker": broker}
+
+
+@router.get("/stats", response_model=Stats, dependencies=[Reader])
+async def stats(res: Res) -> dict[str, Any]:
+    """Counts by status and by site (at most 1 s old), and the work queues' depths."""
+    cached = _stats_cache.get("stats")
+    if cached and time.monotonic() - cached[0] < res.settings.stats_max_age_seconds:
+        return cached[1]
+    by_status, by_site = await queries.counts(res.engine)
+    queues = {
+        name: {"ready": d.ready, "unacked": None, "consumers": d.consumers}
+        for name, d in res.depths.readings.items()
+    }
+    body = {"by_status": by_status, "by_site": by_site, "queues": queues}
+    for status, n in by_status.items():
+        JOBS_BY_STATUS.labels(status).set(n)
+    _stats_cache["stats"] = (time.monotonic(), body)
+    return body
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+QUEUES_SHOWN = [
+    *(q.name for q in topology.WORK_QUEUES.values()),
+    topology.DEAD_LETTER_QUEUE.name,
+    topology.ROUTER_INTAKE.name,
+    topology.STATUS_EVENTS.name,
+]

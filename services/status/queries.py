@@ -1,0 +1,153 @@
+"""Reads of the status store for the HTTP API: job views, history, listings, counts."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.status.tables import dead_letters, job_events, jobs
+
+VIEW_FIELDS = (
+    "job_id", "job_type", "status", "site", "rule", "reason", "priority",
+    "data_classification", "attempts", "max_attempts", "params", "result", "error",
+    "progress", "progress_message", "submitted_at", "started_at", "finished_at", "updated_at",
+    "group_id",
+)
+
+
+class BadCursor(ValueError):
+    """The cursor was not one this API handed out."""
+
+
+def encode_cursor(*parts: Any) -> str:
+    raw = json.dumps([str(p) for p in parts]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[str]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise BadCursor("invalid cursor") from exc
+    if not isinstance(parts, list) or len(parts) != 2:
+        raise BadCursor("invalid cursor")
+    return [str(p) for p in parts]
+
+
+def _view(row: Any) -> dict[str, Any]:
+    return {k: row._mapping[k] for k in VIEW_FIELDS}
+
+
+async def get_job(engine: AsyncEngine, job_id: UUID) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
+    return _view(row) if row else None
+
+
+async def list_jobs(
+    engine: AsyncEngine,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    site: str | None = None,
+    job_type: str | None = None,
+    submitted_after: datetime | None = None,
+    submitted_before: datetime | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query: Select[Any] = select(jobs)
+    for column, value in (("status", status), ("site", site), ("job_type", job_type)):
+        if value is not None:
+            query = query.where(jobs.c[column] == value)
+    if submitted_after is not None:
+        query = query.where(jobs.c.listed_at >= submitted_after)
+    if submitted_before is not None:
+        query = query.where(jobs.c.listed_at < submitted_before)
+    if cursor:
+        at, job_id = decode_cursor(cursor)
+        try:
+            key = (datetime.fromisoformat(at), UUID(job_id))
+        except ValueError as exc:
+            raise BadCursor("invalid cursor") from exc
+        query = query.where(tuple_(jobs.c.listed_at, jobs.c.job_id) < key)
+    query = query.order_by(jobs.c.listed_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].listed_at.isoformat(), rows[-1].job_id) if more else None
+    return [_view(r) for r in rows], next_cursor
+
+
+async def job_history(engine: AsyncEngine, job_id: UUID) -> list[dict[str, Any]]:
+    query = (
+        select(job_events.c.payload)
+        .where(job_events.c.job_id == job_id)
+        .order_by(job_events.c.occurred_at, job_events.c.rank, job_events.c.event_id)
+    )
+    async with engine.connect() as conn:
+        return [p for (p,) in await conn.execute(query)]
+
+
+async def counts(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    query = select(jobs.c.site, jobs.c.status, func.count()).group_by(jobs.c.site, jobs.c.status)
+    by_status: dict[str, int] = {}
+    by_site: dict[str, dict[str, int]] = {"public": {}, "private": {}}
+    async with engine.connect() as conn:
+        for site, status, n in await conn.execute(query):
+            by_status[status] = by_status.get(status, 0) + n
+            if site in by_site:
+                by_site[site][status] = n
+    return by_status, by_site
+
+
+def _dead_letter(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {
+        "id": m["id"], "job_id": m["job_id"], "reason": m["reason"], "detail": m["detail"],
+        "source_queue": m["source_queue"], "dead_lettered_at": m["dead_lettered_at"],
+        "job_type": m["job_type"], "site": m["site"], "redriven_at": m["redriven_at"],
+        "body": m["body"],
+    }
+
+
+async def list_dead_letters(
+    engine: AsyncEngine, *, limit: int, cursor: str | None = None,
+    include_redriven: bool = False,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(dead_letters)
+    if not include_redriven:
+        query = query.where(dead_letters.c.redriven_at.is_(None))
+    if cursor:
+        _, seq = decode_cursor(cursor)
+        if not seq.isdigit():
+            raise BadCursor("invalid cursor")
+        query = query.where(dead_letters.c.seq < int(seq))
+    query = query.order_by(dead_letters.c.seq.desc()).limit(limit + 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_dead_letter(r) for r in rows], encode_cursor("dl", rows[-1].seq) if more else None
+
+
+async def dead_letters_to_redrive(
+    engine: AsyncEngine, *, ids: list[str] | None, reason: str | None, job_type: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    query = select(dead_letters).where(dead_letters.c.redriven_at.is_(None))
+    if ids is not None:
+        query = query.where(dead_letters.c.id.in_(ids))
+    if reason is not None:
+        query = query.where(dead_letters.c.reason == reason)
+    if job_type is not None:
+        query = query.where(dead_letters.c.job_type == job_type)
+    query = query.order_by(dead_letters.c.seq).limit(limit)
+    async with engine.connect() as conn:
+        return [_dead_letter(r) for r in await conn.execute(query)]

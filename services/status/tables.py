@@ -1,0 +1,92 @@
+"""Postgres tables of the status store (schema changes go through Alembic migrations)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("job_type", Text),
+    Column("site", Text),
+    Column("rule", Text),
+    Column("reason", Text),
+    Column("priority", SmallInteger),
+    Column("data_classification", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer),
+    Column("params", JSONB),
+    Column("result", JSONB),
+    Column("error", Text),
+    Column("progress", Float),
+    Column("progress_message", Text),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("group_id", UUID(as_uuid=True)),
+    Column("status_attempt", Integer, nullable=False, server_default="0"),
+    Column("status_rank", Integer, nullable=False, server_default="-1"),
+    # newest-first listing key: submitted_at, or the first event seen until it arrives
+    Column("listed_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_jobs_listing", "listed_at", "job_id"),
+    Index("ix_jobs_status_listing", "status", "listed_at", "job_id"),
+    Index("ix_jobs_site_status", "site", "status"),
+    Index("ix_jobs_job_type", "job_type"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("rank", SmallInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("payload", JSONB, nullable=False),
+    Index("ix_job_events_job", "job_id", "occurred_at", "rank"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("job_id", UUID(as_uuid=True)),
+    Column("job_type", Text),
+    Column("site", Text),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text),
+    Column("source_queue", Text),
+    Column("dead_lettered_at", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("redriven_at", DateTime(timezone=True)),
+    Index("ix_dead_letters_open", "redriven_at", "seq"),
+)

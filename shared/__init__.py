@@ -1,0 +1,1 @@
+"""Code every hybridq service imports: contracts, topology, settings and plumbing."""

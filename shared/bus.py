@@ -1,0 +1,124 @@
+"""Broker factory and the one way hybridq publishes: JSON, persistent, publisher-confirmed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.schemas import Channel
+from pydantic import BaseModel
+
+from shared import topology
+from shared.contracts.events import Event
+from shared.contracts.jobs import PlacedJob
+from shared.dead_letters import (
+    DEAD_LETTER_ID_HEADER,
+    DETAIL_HEADER,
+    JOB_ID_HEADER,
+    REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+)
+
+JSON = "application/json"
+log = logging.getLogger("hybridq.bus")
+
+
+def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0) -> RabbitBroker:
+    """A broker whose channels confirm publishes and bound unacked deliveries."""
+    return RabbitBroker(
+        amqp_url,
+        default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
+        graceful_timeout=graceful_timeout,
+        logger=logging.getLogger("hybridq.faststream"),
+        log_level=logging.DEBUG,
+    )
+
+
+def _body(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+class Bus:
+    """Publishes hybridq messages. Every publish is persistent and awaits its confirm."""
+
+    def __init__(self, broker: RabbitBroker) -> None:
+        self.broker = broker
+
+    async def _publish(
+        self,
+        body: bytes,
+        exchange: topology.RabbitExchange,
+        routing_key: str,
+        *,
+        priority: int | None = None,
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        await self.broker.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            persist=True,
+            content_type=JSON,
+            priority=priority,
+            headers=headers,
+            message_id=message_id or str(uuid4()),
+        )
+
+    async def event(self, event: Event) -> None:
+        await self._publish(
+            _body(event), topology.EVENTS, event.routing_key, message_id=str(event.event_id)
+        )
+
+    async def submit(self, body: bytes) -> None:
+        """Publish a client's JobSubmitted body to `jobs.intake`."""
+        await self._publish(body, topology.INTAKE, topology.SUBMITTED_KEY)
+
+    async def dispatch(self, job: PlacedJob) -> None:
+        """Hand a placed job to its site's work queue, with the job's priority."""
+        await self._publish(
+            _body(job), topology.DISPATCH, job.site.value, priority=job.priority
+        )
+
+    async def delay(self, job: PlacedJob, now: datetime) -> float:
+        """Park a job in the delay tier that fits the time left until `job.run_at`.
+
+        Returns the tier's wait in seconds. The router's due-consumer takes it from there.
+        """
+        assert job.run_at is not None
+        tier = topology.tier_for((job.run_at - now).total_seconds())
+        await self._publish(_body(job), topology.DELAY, tier.name, priority=job.priority)
+        return tier.ttl_ms / 1000
+
+    async def dead_letter(
+        self,
+        body: bytes,
+        *,
+        reason: str,
+        source_queue: str,
+        detail: str = "",
+        job_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> str:
+        """Send a message that will not be run to `jobs.dead-letter`, saying why."""
+        dead_letter_id = str(uuid4())
+        all_headers = {
+            **(headers or {}),
+            REASON_HEADER: reason,
+            SOURCE_QUEUE_HEADER: source_queue,
+            DETAIL_HEADER: detail[:2000],
+            DEAD_LETTER_ID_HEADER: dead_letter_id,
+        }
+        if job_id:
+            all_headers[JOB_ID_HEADER] = job_id
+        await self._publish(
+            body, topology.DEAD_LETTER_EXCHANGE, "", headers=all_headers, message_id=dead_letter_id
+        )
+        log.warning(
+            "dead-lettered",
+            extra={"job_id": job_id, "reason": reason, "source_queue": source_queue},
+        )
+        return dead_letter_id

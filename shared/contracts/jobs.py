@@ -1,0 +1,83 @@
+"""The job a client submits, and the placed job the router dispatches to a site."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_DELAY_SECONDS = 604_800
+
+
+class Site(StrEnum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+class DataClassification(StrEnum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    CONFIDENTIAL = "confidential"
+
+
+JobType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")]
+Priority = Annotated[int, Field(ge=0, le=9)]
+
+
+class JobSpec(BaseModel):
+    """Fields of a job as a client describes it (contract 3.1), without its identity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_type: JobType
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = 5
+    target_cloud: Site | None = None
+    data_classification: DataClassification = DataClassification.INTERNAL
+    delay_seconds: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] = 0
+    not_before: AwareDatetime | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+
+    @model_validator(mode="after")
+    def _one_delay_field(self) -> JobSpec:
+        if self.not_before is not None and self.delay_seconds:
+            raise ValueError("give either delay_seconds or not_before, not both")
+        return self
+
+
+class JobSubmitted(JobSpec):
+    """What a client publishes to `jobs.intake` with routing key `job.submitted`."""
+
+    job_id: UUID
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The submitted fields as JSON-ready values, as carried by the JobSubmitted event."""
+        return self.model_dump(mode="json", exclude={"schema_version"})
+
+
+class PlacedJob(JobSubmitted):
+    """A job the router has placed on a site: the body of `jobs.dispatch` messages.
+
+    `attempt` is the attempt this delivery is for; `first_attempt` is where the current
+    budget of `max_attempts` started (a redrive opens a fresh budget, numbering goes on).
+    `run_at` is the earliest moment the attempt may start (delays and retry backoff).
+    """
+
+    site: Site
+    rule: str = "explicit"
+    reason: str = ""
+    attempt: Annotated[int, Field(ge=1)] = 1
+    first_attempt: Annotated[int, Field(ge=1)] = 1
+    run_at: datetime | None = None
+    announce: bool = False
+
+    @property
+    def last_attempt(self) -> int:
+        return self.first_attempt + self.max_attempts - 1

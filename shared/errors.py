@@ -1,0 +1,35 @@
+"""One error taxonomy: what is worth retrying and what is not."""
+
+
+class HybridqError(Exception):
+    """Root of every error hybridq raises on purpose."""
+
+
+class RetryableError(HybridqError):
+    """A transient failure (broker or database away, remote busy): try again later."""
+
+
+class PermanentError(HybridqError):
+    """A failure that will not go away by retrying: dead-letter it with a reason."""
+
+
+class UnprocessableMessage(PermanentError):
+    """A message that cannot be read as what its queue carries."""
+
+    def __init__(self, reason: str, detail: str, job_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.job_id = job_id
+
+
+class JobTimeout(HybridqError):
+    """An attempt ran longer than its `timeout_seconds`."""
+
+
+class PermanentJobError(PermanentError):
+    """Raised by a handler when retrying the job cannot help (e.g. invalid params)."""
+
+
+class UnknownJobType(PermanentError):
+    """No handler is registered for the job type on this site."""

@@ -1,0 +1,85 @@
+"""Live queue depths read from the broker with passive declares (no management API).
+
+The management API's statistics are sampled every few seconds; a passive `queue.declare`
+answers with the exact ready count now. A background task refreshes the readings so the
+value a caller sees is never older than `max_age` seconds, with no round trip per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+log = logging.getLogger("hybridq.queue_depth")
+
+
+@dataclass(frozen=True)
+class Depth:
+    ready: int
+    consumers: int
+    read_at: float
+
+
+class QueueDepths:
+    def __init__(self, amqp_url: str, queues: list[str], max_age: float = 0.5) -> None:
+        self.amqp_url = amqp_url
+        self.queues = queues
+        self.max_age = max_age
+        self.readings: dict[str, Depth] = {}
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        await self.refresh()
+        self._task = asyncio.create_task(self._loop(), name="queue-depths")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection:
+            await self._connection.close()
+
+    async def refresh(self) -> None:
+        assert self._connection is not None
+        for name in self.queues:
+            if self._channel is None or self._channel.is_closed:
+                self._channel = await self._connection.channel()
+            try:
+                q = await self._channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                self._channel = None  # the queue does not exist (yet)
+                continue
+            result = q.declaration_result
+            self.readings[name] = Depth(
+                result.message_count or 0, result.consumer_count or 0, time.monotonic()
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.max_age / 2)
+            try:
+                await self.refresh()
+            except Exception:  # the broker is away: readings age; callers see it
+                log.warning("queue depth refresh failed", exc_info=True)
+                await asyncio.sleep(1)
+
+    def ready(self, queue: str) -> int:
+        """Ready messages on `queue` (0 if it was never seen)."""
+        depth = self.readings.get(queue)
+        return depth.ready if depth else 0
+
+    def fresh(self) -> bool:
+        now = time.monotonic()
+        return bool(self.readings) and all(
+            now - d.read_at <= 2 * self.max_age + 1 for d in self.readings.values()
+        )

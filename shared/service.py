@@ -1,0 +1,35 @@
+"""Plumbing every FastStream service shares: raw-message handling with explicit acks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from faststream.rabbit.message import RabbitMessage
+
+from shared.errors import PermanentError
+
+log = logging.getLogger("hybridq.service")
+
+RawHandler = Callable[[bytes, str], Awaitable[str]]
+
+
+async def settle(msg: RabbitMessage, queue: str, handle: RawHandler) -> None:
+    """Run `handle` on a delivery and settle it explicitly.
+
+    Success (the handler has already published whatever follows): ack.
+    A permanent error the handler did not deal with: reject, so the queue's
+    dead-letter arguments route it to `jobs.dead-letter`.
+    Anything else (broker hiccup while publishing): nack with requeue, to try again;
+    the queue's delivery limit keeps a message that always fails from looping.
+    """
+    try:
+        await handle(msg.body, queue)
+    except PermanentError:
+        log.exception("permanent failure; rejecting to dead-letter", extra={"queue": queue})
+        await msg.reject(requeue=False)
+    except Exception:
+        log.exception("transient failure; requeueing", extra={"queue": queue})
+        await msg.nack(requeue=True)
+    else:
+        await msg.ack()

@@ -1,0 +1,54 @@
+"""Configuration from the environment (contract section 1). Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "services" / "router" / "rules.toml"
+
+
+class BrokerSettings(BaseSettings):
+    """What every service needs to reach RabbitMQ."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    amqp_url: str = Field(default="amqp://guest:guest@localhost:5672/", alias="AMQP_URL")
+    prefetch: int = Field(default=32, ge=1, alias="PREFETCH")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    metrics_port: int | None = Field(default=None, alias="METRICS_PORT")
+    drain_seconds: float = Field(default=25.0, gt=0, le=30, alias="DRAIN_SECONDS")
+
+
+class RouterSettings(BrokerSettings):
+    routing_rules: Path = Field(default=DEFAULT_RULES_FILE, alias="ROUTING_RULES")
+    state_dir: Path = Field(default=Path("var/router"), alias="ROUTER_STATE_DIR")
+    backlog_max_age_seconds: float = Field(default=0.5, gt=0, le=1, alias="BACKLOG_MAX_AGE_SECONDS")
+
+
+class WorkerSettings(BrokerSettings):
+    concurrency: int = Field(default=4, ge=1, alias="WORKER_CONCURRENCY")
+    retry_base_seconds: float = Field(default=1.0, gt=0, alias="RETRY_BASE_SECONDS")
+    retry_max_seconds: float = Field(default=300.0, gt=0, alias="RETRY_MAX_SECONDS")
+    worker_name: str | None = Field(default=None, alias="WORKER_NAME")
+    executor: str = Field(default="inprocess", pattern="^(inprocess|http)$", alias="EXECUTOR")
+    executor_url: str | None = Field(default=None, alias="EXECUTOR_URL")
+    executor_token: SecretStr | None = Field(default=None, alias="EXECUTOR_TOKEN")
+    executor_token_file: Path | None = Field(default=None, alias="EXECUTOR_TOKEN_FILE")
+    executor_poll_seconds: float = Field(default=0.2, gt=0, alias="EXECUTOR_POLL_SECONDS")
+
+
+class StatusSettings(BrokerSettings):
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@localhost:5432/hybridq", alias="DATABASE_URL"
+    )
+    http_host: str = Field(default="127.0.0.1", alias="STATUS_HTTP_HOST")
+    http_port: int = Field(default=8000, alias="STATUS_HTTP_PORT")
+    api_token: SecretStr | None = Field(default=None, alias="API_TOKEN")
+    admin_token: SecretStr | None = Field(default=None, alias="ADMIN_TOKEN")
+    routing_rules: Path = Field(default=DEFAULT_RULES_FILE, alias="ROUTING_RULES")
+    batch_size: int = Field(default=200, ge=1, alias="PROJECTION_BATCH_SIZE")
+    batch_wait_seconds: float = Field(default=0.02, ge=0, alias="PROJECTION_BATCH_WAIT_SECONDS")
+    stats_max_age_seconds: float = Field(default=1.0, gt=0, le=1, alias="STATS_MAX_AGE_SECONDS")

@@ -1,0 +1,160 @@
+"""Every exchange, queue, binding and argument hybridq uses, declared in one place.
+
+Public names (contract section 2) and internal ones (router intake, delay tiers, status
+feeds) live here; handlers refer to these objects, never to string literals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+
+from shared.contracts.jobs import Site
+
+# -- exchanges --------------------------------------------------------------------------
+INTAKE = RabbitExchange("jobs.intake", type=ExchangeType.TOPIC, durable=True)
+EVENTS = RabbitExchange("jobs.events", type=ExchangeType.TOPIC, durable=True)
+DISPATCH = RabbitExchange("jobs.dispatch", type=ExchangeType.DIRECT, durable=True)
+DELAY = RabbitExchange("jobs.delay", type=ExchangeType.DIRECT, durable=True)
+DEAD_LETTER_EXCHANGE = RabbitExchange("jobs.dead-letter", type=ExchangeType.FANOUT, durable=True)
+
+SUBMITTED_KEY = "job.submitted"
+DUE_KEY = "due"
+
+MAX_PRIORITY = 9
+INTAKE_DELIVERY_LIMIT = 5
+_DEAD_LETTERING = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name}
+
+
+def _classic(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
+    return RabbitQueue(
+        name,
+        durable=True,
+        routing_key=routing_key,
+        arguments={"x-queue-type": "classic", **arguments},
+    )
+
+
+def _quorum(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
+    return RabbitQueue(
+        name,
+        durable=True,
+        routing_key=routing_key,
+        arguments={"x-queue-type": "quorum", **arguments},
+    )
+
+
+# -- public queues ----------------------------------------------------------------------
+def work_queue(site: Site) -> RabbitQueue:
+    """`jobs.public` / `jobs.private`: classic priority queues (see docs/design.md)."""
+    return _classic(
+        f"jobs.{site.value}",
+        routing_key=site.value,
+        **{"x-max-priority": MAX_PRIORITY, **_DEAD_LETTERING},
+    )
+
+
+WORK_QUEUES = {site: work_queue(site) for site in Site}
+DEAD_LETTER_QUEUE = _classic("jobs.dead-letter")
+
+# -- internal queues --------------------------------------------------------------------
+ROUTER_INTAKE = _quorum(
+    "jobs.router.intake",
+    routing_key=SUBMITTED_KEY,
+    **{
+        "x-delivery-limit": INTAKE_DELIVERY_LIMIT,
+        "x-single-active-consumer": True,
+        **_DEAD_LETTERING,
+    },
+)
+ROUTER_DUE = _quorum(
+    "jobs.router.due",
+    routing_key=DUE_KEY,
+    **{"x-delivery-limit": INTAKE_DELIVERY_LIMIT, **_DEAD_LETTERING},
+)
+STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETTERING)
+STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
+
+# -- delay tiers ------------------------------------------------------------------------
+DELAY_BASE_MS = 100
+DELAY_TIER_COUNT = 24  # 0.1 s ... 0.1 s * 2**23 (9.7 days): covers the 7-day maximum
+
+
+@dataclass(frozen=True)
+class DelayTier:
+    ttl_ms: int
+
+    @property
+    def name(self) -> str:
+        return f"jobs.delay.{self.ttl_ms}ms"
+
+    @property
+    def queue(self) -> RabbitQueue:
+        return _classic(
+            self.name,
+            routing_key=self.name,
+            **{
+                "x-message-ttl": self.ttl_ms,
+                "x-dead-letter-exchange": DELAY.name,
+                "x-dead-letter-routing-key": DUE_KEY,
+            },
+        )
+
+
+DELAY_TIERS: tuple[DelayTier, ...] = tuple(
+    DelayTier(DELAY_BASE_MS * 2**k) for k in range(DELAY_TIER_COUNT)
+)
+
+
+def tier_for(remaining_seconds: float) -> DelayTier:
+    """The longest tier that does not overshoot `remaining_seconds` (the shortest if all do)."""
+    remaining_ms = remaining_seconds * 1000
+    fitting = [t for t in DELAY_TIERS if t.ttl_ms <= remaining_ms]
+    return fitting[-1] if fitting else DELAY_TIERS[0]
+
+
+# -- what each service declares ---------------------------------------------------------
+Binding = tuple[RabbitQueue, RabbitExchange]
+
+BASE_EXCHANGES = (INTAKE, EVENTS, DISPATCH, DELAY, DEAD_LETTER_EXCHANGE)
+BASE_BINDINGS: tuple[Binding, ...] = (
+    *((q, DISPATCH) for q in WORK_QUEUES.values()),
+    *((t.queue, DELAY) for t in DELAY_TIERS),
+    (ROUTER_DUE, DELAY),
+    (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
+)
+"""Queues every publisher relies on: without them a message published before its
+consumer starts would be unroutable. Every service declares them, so start order does
+not matter and a fresh vhost works."""
+
+ROUTER_BINDINGS: tuple[Binding, ...] = (*BASE_BINDINGS, (ROUTER_INTAKE, INTAKE))
+WORKER_BINDINGS: tuple[Binding, ...] = BASE_BINDINGS
+STATUS_BINDINGS: tuple[Binding, ...] = (
+    *BASE_BINDINGS,
+    (ROUTER_INTAKE, INTAKE),
+    (STATUS_EVENTS, EVENTS),
+    (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
+)
+
+
+async def declare(
+    broker: RabbitBroker,
+    bindings: Sequence[Binding],
+    exchanges: Iterable[RabbitExchange] = BASE_EXCHANGES,
+) -> None:
+    """Declare exchanges, queues and bindings idempotently."""
+    declared = {ex.name: await broker.declare_exchange(ex) for ex in exchanges}
+    for queue, exchange in bindings:
+        robust_queue = await broker.declare_queue(queue)
+        await robust_queue.bind(declared[exchange.name], routing_key=queue.routing())
+
+
+def all_queues() -> list[RabbitQueue]:
+    """Every durable queue of the topology (for definitions and docs)."""
+    seen: dict[str, RabbitQueue] = {}
+    for queue, _ in (*STATUS_BINDINGS, (ROUTER_DUE, DELAY)):
+        seen.setdefault(queue.name, queue)
+    return list(seen.values())

@@ -1,0 +1,1 @@
+"""The one worker implementation both sites run, configured by site."""

@@ -1,0 +1,214 @@
+"""The worker use case: run one attempt of a placed job and say what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from shared.backoff import retry_delay
+from shared.bus import Bus
+from shared.cancellations import Cancellations
+from shared.contracts.events import (
+    JobDeadLettered,
+    JobFailed,
+    JobProgress,
+    JobStarted,
+    JobSucceeded,
+)
+from shared.contracts.jobs import DataClassification, PlacedJob, Site
+from shared.contracts.parsing import readable_job_id
+from shared.dead_letters import DeadLetterReason
+from shared.errors import JobTimeout, PermanentError
+from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
+from shared.worker.executors import Executor
+from shared.worker.handlers import JobContext
+
+log = logging.getLogger("hybridq.worker")
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        site: Site,
+        bus: Bus,
+        executor: Executor,
+        cancellations: Cancellations,
+        clock: Callable[[], datetime],
+        worker_name: str,
+        retry_base_seconds: float,
+        retry_max_seconds: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.site = site
+        self.bus = bus
+        self.executor = executor
+        self.cancellations = cancellations
+        self.clock = clock
+        self.worker_name = worker_name
+        self.retry_base = retry_base_seconds
+        self.retry_max = retry_max_seconds
+        self.rng = rng or random.Random()
+        self.running: dict[UUID, asyncio.Task[dict[str, Any]]] = {}
+        self._handing_back: set[UUID] = set()
+
+    # -- entry point ----------------------------------------------------------------
+    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
+        try:
+            job = PlacedJob.model_validate_json(body)
+        except ValidationError as exc:
+            return await self._refuse(body, source_queue, DeadLetterReason.SCHEMA, str(exc))
+        job_id = str(job.job_id)
+        if self.site is Site.PUBLIC and job.data_classification is DataClassification.CONFIDENTIAL:
+            return await self._refuse(
+                body, source_queue, DeadLetterReason.RESIDENCY,
+                "confidential job refused by the public worker", job.attempt - 1,
+            )
+        if not self.executor.knows(job.job_type):
+            return await self._refuse(
+                body, source_queue, DeadLetterReason.UNKNOWN_JOB_TYPE,
+                f"the {self.site.value} site has no handler for {job.job_type!r}", job.attempt - 1,
+            )
+        if self.cancellations.is_cancelled(job.job_id):
+            log.info("cancelled before start: not run", extra={"job_id": job_id})
+            return "cancelled"
+        now = self.clock()
+        if job.run_at is not None and job.run_at > now + timedelta(seconds=0.05):
+            await self.bus.delay(job, now)  # arrived early (hand-published): wait properly
+            return "delayed"
+        if redelivered:
+            return await self._failed(
+                job, "attempt interrupted: the worker holding it was lost", permanent=False
+            )
+        return await self._attempt(job)
+
+    # -- one attempt ----------------------------------------------------------------
+    async def _attempt(self, job: PlacedJob) -> str:
+        started = time.monotonic()
+        await self.bus.event(
+            JobStarted(job_id=job.job_id, site=self.site, attempt=job.attempt,
+                       worker=self.worker_name)
+        )
+
+        async def report(percent: float, message: str) -> None:
+            await self.bus.event(
+                JobProgress(job_id=job.job_id, attempt=job.attempt, percent=percent,
+                            message=message)
+            )
+
+        ctx = JobContext(job.job_id, job.job_type, job.params, job.attempt, report)
+        timeout = job.timeout_seconds or self.executor.default_timeout(job.job_type)
+        task = asyncio.create_task(self._run(ctx, timeout), name=f"job-{job.job_id}")
+        self.running[job.job_id] = task
+        self.cancellations.watch(job.job_id, task)
+        try:
+            await asyncio.wait({task})
+        finally:
+            self.running.pop(job.job_id, None)
+            self.cancellations.unwatch(job.job_id)
+        outcome = await self._settle(job, task, time.monotonic() - started)
+        WORKER_ATTEMPTS.labels(self.site.value, job.job_type, outcome).inc()
+        WORKER_DURATION.labels(self.site.value, job.job_type, outcome).observe(
+            time.monotonic() - started
+        )
+        return outcome
+
+    async def _run(self, ctx: JobContext, timeout: float) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.executor.run(ctx)
+        except TimeoutError as exc:
+            raise JobTimeout(f"timeout: the attempt ran longer than {timeout:g}s") from exc
+
+    async def _settle(
+        self, job: PlacedJob, task: asyncio.Task[dict[str, Any]], duration: float
+    ) -> str:
+        if task.cancelled():
+            if job.job_id in self._handing_back:
+                self._handing_back.discard(job.job_id)
+                await self.bus.dispatch(job)  # same attempt, to another worker
+                log.info("handed back on shutdown", extra={"job_id": str(job.job_id)})
+                return "handed_back"
+            log.info("stopped: job cancelled", extra={"job_id": str(job.job_id)})
+            return "cancelled"
+        exc = task.exception()
+        if exc is None:
+            await self.bus.event(
+                JobSucceeded(job_id=job.job_id, site=self.site, attempt=job.attempt,
+                             result=task.result(), duration_seconds=round(duration, 6))
+            )
+            log.info("succeeded", extra={"job_id": str(job.job_id), "attempt": job.attempt})
+            return "succeeded"
+        permanent = isinstance(exc, PermanentError)
+        error = str(exc) if isinstance(exc, JobTimeout) else f"{type(exc).__name__}: {exc}"
+        return await self._failed(job, error, permanent=permanent)
+
+    async def _failed(self, job: PlacedJob, error: str, *, permanent: bool) -> str:
+        now = self.clock()
+        if not permanent and job.attempt < job.last_attempt:
+            wait = retry_delay(job.attempt, self.retry_base, self.retry_max, self.rng)
+            retry_at = now + timedelta(seconds=wait)
+            await self.bus.event(
+                JobFailed(job_id=job.job_id, site=self.site, attempt=job.attempt, error=error,
+                          retry_at=retry_at)
+            )
+            await self.bus.delay(
+                job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at}), now
+            )
+            log.info("failed; retry scheduled",
+                     extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error})
+            return "retrying"
+        await self.bus.event(
+            JobFailed(job_id=job.job_id, site=self.site, attempt=job.attempt, error=error)
+        )
+        reason = DeadLetterReason.PERMANENT_ERROR if permanent else DeadLetterReason.MAX_ATTEMPTS
+        await self._dead_letter(job.model_dump_json().encode(), str(job.job_id),
+                                f"jobs.{self.site.value}", reason, error, job.attempt)
+        return "dead_lettered"
+
+    # -- refusals and dead letters -------------------------------------------------
+    async def _refuse(
+        self, body: bytes, source_queue: str, reason: str, detail: str, attempts: int = 0
+    ) -> str:
+        await self._dead_letter(body, _job_id_of(body), source_queue, reason, detail, attempts)
+        return f"refused:{reason}"
+
+    async def _dead_letter(
+        self, body: bytes, job_id: str | None, source_queue: str, reason: str, detail: str,
+        attempts: int,
+    ) -> None:
+        await self.bus.dead_letter(
+            body, reason=reason, source_queue=source_queue, detail=detail, job_id=job_id
+        )
+        if job_id is not None:
+            await self.bus.event(
+                JobDeadLettered(job_id=UUID(job_id), reason=reason, attempts=attempts)
+            )
+
+    # -- graceful drain -------------------------------------------------------------
+    async def drain(self, timeout: float) -> None:
+        """Let running attempts finish for up to `timeout` s, then hand the rest back."""
+        if self.running:
+            await asyncio.wait(list(self.running.values()), timeout=timeout)
+        for job_id, task in list(self.running.items()):
+            self._handing_back.add(job_id)
+            task.cancel()
+        deadline = time.monotonic() + 3
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+
+def _job_id_of(body: bytes) -> str | None:
+    try:
+        return readable_job_id(json.loads(body))
+    except ValueError:
+        return None

@@ -1,0 +1,96 @@
+"""A worker's composition root: one implementation, configured by site."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faststream import AckPolicy, FastStream
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.message import RabbitMessage
+
+from shared import topology
+from shared.bus import Bus, make_broker
+from shared.cancellations import Cancellations, listen
+from shared.contracts.jobs import Site
+from shared.metrics import serve_metrics
+from shared.service import settle
+from shared.settings import WorkerSettings
+from shared.worker.builtins import register_builtins
+from shared.worker.executors import Executor, InProcessExecutor
+from shared.worker.handlers import Registry
+from shared.worker.runner import Runner
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Worker:
+    app: FastStream
+    broker: RabbitBroker
+    runner: Runner
+
+
+def make_executor(settings: WorkerSettings, registry: Registry) -> Executor:
+    if settings.executor == "http":
+        from shared.worker.http_executor import HttpExecutor
+
+        return HttpExecutor.from_settings(settings, registry)
+    return InProcessExecutor(registry)
+
+
+def build(
+    site: Site,
+    settings: WorkerSettings | None = None,
+    *,
+    executor: Executor | None = None,
+    clock: Callable[[], datetime] = _now,
+) -> Worker:
+    settings = settings or WorkerSettings()
+    broker = make_broker(
+        settings.amqp_url, settings.concurrency, graceful_timeout=settings.drain_seconds + 3
+    )
+    cancellations = Cancellations()
+    queue = topology.WORK_QUEUES[site]
+    runner = Runner(
+        site=site,
+        bus=Bus(broker),
+        executor=executor or make_executor(settings, register_builtins(Registry())),
+        cancellations=cancellations,
+        clock=clock,
+        worker_name=settings.worker_name or f"{site.value}@{socket.gethostname()}",
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+    )
+
+    async def handle(msg: RabbitMessage) -> None:
+        redelivered = bool(getattr(msg.raw_message, "redelivered", False))
+
+        async def run(body: bytes, source: str) -> str:
+            return await runner.handle(body, source, redelivered=redelivered)
+
+        await settle(msg, queue.name, run)
+
+    subscriber = broker.subscriber(
+        queue, topology.DISPATCH, ack_policy=AckPolicy.MANUAL, title=f"{site.value}_worker"
+    )(handle)
+    listen(broker, cancellations, f"{site.value}-worker")
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def declare() -> None:
+        await broker.connect()
+        await topology.declare(broker, topology.WORKER_BINDINGS)
+        if settings.metrics_port:
+            serve_metrics(settings.metrics_port)
+
+    @app.on_shutdown
+    async def drain() -> None:
+        await subscriber.stop()  # take no new messages
+        await runner.drain(settings.drain_seconds)
+
+    return Worker(app, broker, runner)
