@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+_rng = random.Random()
+
 
 def retry_delay(
     attempt: int,
@@ -12,5 +14,5 @@ def retry_delay(
     rng: random.Random | None = None,
 ) -> float:
     """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
-    raw = min(max_seconds, base_seconds * 2 ** (attempt - 1))
-    return raw * (rng or random).uniform(0.8, 1.2)
+    raw = min(max_seconds, base_seconds * 2.0 ** (attempt - 1))
+    return raw * (rng or _rng).uniform(0.8, 1.2)

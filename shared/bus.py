@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
@@ -50,7 +50,7 @@ class Bus:
     async def _publish(
         self,
         body: bytes,
-        exchange: topology.RabbitExchange,
+        exchange: RabbitExchange,
         routing_key: str,
         *,
         priority: int | None = None,
@@ -79,9 +79,7 @@ class Bus:
 
     async def dispatch(self, job: PlacedJob) -> None:
         """Hand a placed job to its site's work queue, with the job's priority."""
-        await self._publish(
-            _body(job), topology.DISPATCH, job.site.value, priority=job.priority
-        )
+        await self._publish(_body(job), topology.DISPATCH, job.site.value, priority=job.priority)
 
     async def delay(self, job: PlacedJob, now: datetime) -> float:
         """Park a job in the delay tier that fits the time left until `job.run_at`.

@@ -40,7 +40,11 @@ class Cancellations:
 
     def watch(self, job_id: UUID, task: asyncio.Task[object]) -> None:
         """Cancel `task` if the job is cancelled while it runs."""
-        self._watchers.setdefault(job_id, []).append(task.cancel)
+
+        def stop() -> None:
+            task.cancel()
+
+        self._watchers.setdefault(job_id, []).append(stop)
 
     def unwatch(self, job_id: UUID) -> None:
         self._watchers.pop(job_id, None)

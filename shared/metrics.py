@@ -5,15 +5,18 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 ROUTER_OUTCOMES = Counter(
-    "hybridq_router_messages_total", "Intake and due messages by outcome and rule",
+    "hybridq_router_messages_total",
+    "Intake and due messages by outcome and rule",
     ["outcome", "rule"],
 )
 WORKER_ATTEMPTS = Counter(
-    "hybridq_worker_attempts_total", "Job attempts by site, job type and outcome",
+    "hybridq_worker_attempts_total",
+    "Job attempts by site, job type and outcome",
     ["site", "job_type", "outcome"],
 )
 WORKER_DURATION = Histogram(
-    "hybridq_worker_attempt_seconds", "Duration of job attempts",
+    "hybridq_worker_attempt_seconds",
+    "Duration of job attempts",
     ["site", "job_type", "outcome"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800),
 )
@@ -24,7 +27,8 @@ EVENTS_DUPLICATE = Counter(
     "hybridq_status_events_duplicate_total", "Lifecycle events skipped as duplicates"
 )
 PROJECTION_LAG = Histogram(
-    "hybridq_status_projection_lag_seconds", "Event time to commit time",
+    "hybridq_status_projection_lag_seconds",
+    "Event time to commit time",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
 )
 JOBS_BY_STATUS = Gauge("hybridq_jobs", "Jobs by status", ["status"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
 
 from shared.errors import PermanentError
@@ -33,3 +35,9 @@ async def settle(msg: RabbitMessage, queue: str, handle: RawHandler) -> None:
         await msg.nack(requeue=True)
     else:
         await msg.ack()
+
+
+async def raw_body(msg: StreamMessage[Any]) -> bytes:
+    """Decoder that leaves the body alone: handlers parse (and dead-letter) it themselves,
+    so a body that is not JSON reaches them instead of failing inside FastStream."""
+    return msg.body

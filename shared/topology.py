@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from shared.contracts.jobs import Site
 
@@ -29,22 +29,21 @@ INTAKE_DELIVERY_LIMIT = 5
 _DEAD_LETTERING = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name}
 
 
-def _classic(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
-    return RabbitQueue(
-        name,
-        durable=True,
-        routing_key=routing_key,
-        arguments={"x-queue-type": "classic", **arguments},
+def _queue(name: str, kind: QueueType, routing_key: str = "", **arguments: Any) -> RabbitQueue:
+    # FastStream's overloads want a TypedDict per queue type; these arguments are built
+    # from keyword arguments, so the general (implementation) signature is the right one.
+    queue: RabbitQueue = RabbitQueue(  # type: ignore[call-overload]
+        name, queue_type=kind, durable=True, routing_key=routing_key, arguments=arguments
     )
+    return queue
+
+
+def _classic(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
+    return _queue(name, QueueType.CLASSIC, routing_key, **arguments)
 
 
 def _quorum(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
-    return RabbitQueue(
-        name,
-        durable=True,
-        routing_key=routing_key,
-        arguments={"x-queue-type": "quorum", **arguments},
-    )
+    return _queue(name, QueueType.QUORUM, routing_key, **arguments)
 
 
 # -- public queues ----------------------------------------------------------------------

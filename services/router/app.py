@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
 from shared.bus import Bus, make_broker
@@ -17,7 +17,7 @@ from shared.contracts.jobs import Site
 from shared.metrics import ROUTER_OUTCOMES, serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
-from shared.service import RawHandler, settle
+from shared.service import RawHandler, raw_body, settle
 from shared.settings import RouterSettings
 
 from .dedup import SeenJobs
@@ -59,14 +59,21 @@ def build(
     due = DueJobs(bus, cancellations, clock)
 
     @broker.subscriber(
-        topology.ROUTER_INTAKE, topology.INTAKE, ack_policy=AckPolicy.MANUAL,
+        topology.ROUTER_INTAKE,
+        topology.INTAKE,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
         title="router.intake",
     )
     async def on_submitted(msg: RabbitMessage) -> None:
         await settle(msg, topology.ROUTER_INTAKE.name, _counted(intake.handle))
 
     @broker.subscriber(
-        topology.ROUTER_DUE, topology.DELAY, ack_policy=AckPolicy.MANUAL, title="router.due",
+        topology.ROUTER_DUE,
+        topology.DELAY,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
+        title="router.due",
     )
     async def on_due(msg: RabbitMessage) -> None:
         await settle(msg, topology.ROUTER_DUE.name, due.handle)

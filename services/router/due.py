@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import ValidationError
 
+from shared import topology
 from shared.bus import Bus
 from shared.cancellations import Cancellations
 from shared.contracts.jobs import PlacedJob
@@ -17,7 +19,7 @@ from .intake import routed_event
 
 log = logging.getLogger("hybridq.router.due")
 
-EARLY_TOLERANCE_SECONDS = 0.005
+SHORTEST_TIER_SECONDS = topology.DELAY_TIERS[0].ttl_ms / 1000
 
 
 class DueJobs:
@@ -40,15 +42,18 @@ class DueJobs:
             log.info("cancelled while waiting: dropped", extra={"job_id": str(job.job_id)})
             return "cancelled"
         now = self.clock()
-        if job.run_at is not None and (job.run_at - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
+        remaining = (job.run_at - now).total_seconds() if job.run_at else 0.0
+        if remaining >= SHORTEST_TIER_SECONDS:
             await self.bus.delay(job, now)
             return "waiting"
+        if remaining > 0:  # less than the shortest tier: wait it out here (< 0.1 s)
+            await asyncio.sleep(remaining)
         if job.announce:
             await self.bus.event(routed_event(job))
             job = job.model_copy(update={"announce": False})
         await self.bus.dispatch(job)
         log.info(
-            "dispatched", extra={"job_id": str(job.job_id), "site": job.site.value,
-                                 "attempt": job.attempt},
+            "dispatched",
+            extra={"job_id": str(job.job_id), "site": job.site.value, "attempt": job.attempt},
         )
         return "dispatched"

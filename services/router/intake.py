@@ -111,15 +111,16 @@ class Intake:
         self, body: bytes, exc: UnprocessableMessage, source_queue: str
     ) -> None:
         await self.bus.dead_letter(
-            body, reason=exc.reason, source_queue=source_queue, detail=exc.detail,
+            body,
+            reason=exc.reason,
+            source_queue=source_queue,
+            detail=exc.detail,
             job_id=exc.job_id,
         )
         if exc.job_id is None:
             return
         errors = exc.errors if isinstance(exc, InvalidJob) else []
-        await self.bus.event(
-            JobRejected(job_id=UUID(exc.job_id), reason=exc.detail, errors=errors)
-        )
+        await self.bus.event(JobRejected(job_id=UUID(exc.job_id), reason=exc.detail, errors=errors))
 
     @staticmethod
     def _run_at(job: JobSubmitted, now: datetime) -> datetime | None:

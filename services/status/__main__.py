@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import uvicorn
@@ -19,14 +20,23 @@ def main(argv: list[str]) -> int:
         upgrade(settings.database_url)
         return 0
     if argv:
-        print(f"unknown command {argv[0]!r}; use: python -m services.status [migrate]",
-              file=sys.stderr)
+        print(
+            f"unknown command {argv[0]!r}; use: python -m services.status [migrate]",
+            file=sys.stderr,
+        )
         return 2
     from services.status.app import create_app
 
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal through the handlers it
+    # found at start-up; no-op handlers there let the process finish and exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port,
-        log_config=None, timeout_graceful_shutdown=int(settings.drain_seconds),
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.drain_seconds),
     )
     return 0
 

@@ -13,16 +13,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.status.api import dead_letters, jobs, system
+from services.status.api.deps import Resources
+from services.status.consumers import subscribe
+from services.status.projector import Projector
 from shared import topology
 from shared.bus import Bus, make_broker
 from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
-from services.status.api import dead_letters, jobs, system
-from services.status.api.deps import Resources
-from services.status.consumers import subscribe
-from services.status.projector import Projector
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -36,8 +36,9 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
         projector = Projector(engine, settings.batch_size, settings.batch_wait_seconds)
-        depths = QueueDepths(settings.amqp_url, system.QUEUES_SHOWN,
-                             settings.stats_max_age_seconds / 2)
+        depths = QueueDepths(
+            settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
+        )
         subscribe(broker, bus, projector, engine)
         await projector.start()
         await broker.connect()
@@ -74,8 +75,10 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "(body)",
-             "message": e["msg"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "(body)",
+                "message": e["msg"],
+            }
             for e in exc.errors()
         ]
         return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)

@@ -10,10 +10,13 @@ from uuid import UUID, uuid4
 
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.db_errors import db_retrying
+from services.status.projector import Projector
+from services.status.store import record_dead_letter
 from shared import topology
 from shared.bus import Bus
 from shared.contracts.events import parse_event
@@ -26,16 +29,17 @@ from shared.dead_letters import (
     reason_of,
 )
 from shared.errors import PermanentError, RetryableError
-from services.status.db_errors import db_retrying
-from services.status.projector import Projector
-from services.status.store import record_dead_letter
+from shared.service import raw_body
 
 log = logging.getLogger("hybridq.status.consumers")
 
 
 def subscribe(broker: RabbitBroker, bus: Bus, projector: Projector, engine: AsyncEngine) -> None:
     @broker.subscriber(
-        topology.STATUS_EVENTS, topology.EVENTS, ack_policy=AckPolicy.MANUAL,
+        topology.STATUS_EVENTS,
+        topology.EVENTS,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
         title="status.events",
     )
     async def on_event(msg: RabbitMessage) -> None:
@@ -43,7 +47,9 @@ def subscribe(broker: RabbitBroker, bus: Bus, projector: Projector, engine: Asyn
             event = parse_event(msg.body)
         except ValidationError as exc:
             await bus.dead_letter(
-                msg.body, reason=DeadLetterReason.SCHEMA, source_queue=topology.STATUS_EVENTS.name,
+                msg.body,
+                reason=DeadLetterReason.SCHEMA,
+                source_queue=topology.STATUS_EVENTS.name,
                 detail=str(exc),
             )
             await msg.ack()
@@ -54,8 +60,10 @@ def subscribe(broker: RabbitBroker, bus: Bus, projector: Projector, engine: Asyn
             await msg.nack(requeue=True)
         except PermanentError as exc:
             await bus.dead_letter(
-                msg.body, reason=DeadLetterReason.PERMANENT_ERROR,
-                source_queue=topology.STATUS_EVENTS.name, detail=str(exc),
+                msg.body,
+                reason=DeadLetterReason.PERMANENT_ERROR,
+                source_queue=topology.STATUS_EVENTS.name,
+                detail=str(exc),
                 job_id=str(event.job_id),
             )
             await msg.ack()
@@ -63,8 +71,11 @@ def subscribe(broker: RabbitBroker, bus: Bus, projector: Projector, engine: Asyn
             await msg.ack()
 
     @broker.subscriber(
-        topology.STATUS_DEAD_LETTERS, topology.DEAD_LETTER_EXCHANGE,
-        ack_policy=AckPolicy.MANUAL, title="status.dead_letters",
+        topology.STATUS_DEAD_LETTERS,
+        topology.DEAD_LETTER_EXCHANGE,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
+        title="status.dead_letters",
     )
     async def on_dead_letter(msg: RabbitMessage) -> None:
         values = dead_letter_row(msg.body, dict(msg.headers or {}), msg.message_id)

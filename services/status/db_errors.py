@@ -20,15 +20,18 @@ def is_transient(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         exc = exc.orig or exc
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.InterfaceError
-        | ConnectionError,
-    ) or "connection" in type(exc).__name__.lower()
+    return (
+        isinstance(
+            exc,
+            asyncpg.PostgresConnectionError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.TooManyConnectionsError
+            | asyncpg.exceptions.AdminShutdownError
+            | asyncpg.exceptions.InterfaceError
+            | ConnectionError,
+        )
+        or "connection" in type(exc).__name__.lower()
+    )
 
 
 def db_retrying(hold_seconds: float = HOLD_SECONDS) -> AsyncRetrying:

@@ -8,15 +8,15 @@ from uuid import UUID
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status import queries
+from services.status.projection import TERMINAL
+from services.status.store import apply_events, mark_redriven
 from shared.bus import Bus
 from shared.contracts.events import JobCancelled, JobRedriven
 from shared.contracts.jobs import DataClassification, JobSubmitted, PlacedJob, Site
 from shared.dead_letters import DeadLetterReason
 from shared.placement.decision import Refusal, place
 from shared.placement.rules import Rules
-from services.status import queries
-from services.status.projection import TERMINAL
-from services.status.store import apply_events, mark_redriven
 
 
 class PolicyRefusal(Exception):
@@ -73,12 +73,18 @@ async def redrive(
             continue
         used = job.attempt if letter["reason"] in _RAN_OUT else job.attempt - 1
         nxt = used + 1
-        placed = job.model_copy(update={
-            "site": target, "attempt": nxt, "first_attempt": nxt, "run_at": None,
-            "announce": False,
-        })
-        event = JobRedriven(job_id=job.job_id, site=target, dead_letter_id=letter["id"],
-                            next_attempt=nxt)
+        placed = job.model_copy(
+            update={
+                "site": target,
+                "attempt": nxt,
+                "first_attempt": nxt,
+                "run_at": None,
+                "announce": False,
+            }
+        )
+        event = JobRedriven(
+            job_id=job.job_id, site=target, dead_letter_id=letter["id"], next_attempt=nxt
+        )
         await bus.event(event)
         await apply_events(engine, [event])
         await bus.dispatch(placed)

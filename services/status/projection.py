@@ -34,8 +34,15 @@ from shared.contracts.events import (
 
 TERMINAL = frozenset({"rejected", "succeeded", "dead_lettered", "cancelled"})
 STATUSES = (
-    "submitted", "rejected", "scheduled", "queued", "running", "retrying", "succeeded",
-    "dead_lettered", "cancelled",
+    "submitted",
+    "rejected",
+    "scheduled",
+    "queued",
+    "running",
+    "retrying",
+    "succeeded",
+    "dead_lettered",
+    "cancelled",
 )
 
 
@@ -98,13 +105,25 @@ def step(view: JobView, event: AnyEvent) -> JobView:
             view = _fill(view, event)
             return _move(view, event, "submitted") if view.key == (0, -1) else view
         case JobRejected():
-            return replace(view, status="rejected", key=(0, event.rank), error=event.reason,
-                           finished_at=event.occurred_at)
+            return replace(
+                view,
+                status="rejected",
+                key=(0, event.rank),
+                error=event.reason,
+                finished_at=event.occurred_at,
+            )
         case JobScheduled():
             return _move(view, event, "scheduled", site=event.site.value)
         case JobRouted():
-            return _move(view, event, "queued", site=event.site.value, rule=event.rule,
-                         reason=event.reason, priority=event.priority)
+            return _move(
+                view,
+                event,
+                "queued",
+                site=event.site.value,
+                rule=event.rule,
+                reason=event.reason,
+                priority=event.priority,
+            )
         case JobStarted() | JobProgress():
             view = _fill(view, event)
             return _move(view, event, "running")
@@ -115,21 +134,39 @@ def step(view: JobView, event: AnyEvent) -> JobView:
             return _move(view, event, "retrying")
         case JobSucceeded():
             return replace(
-                _fill(view, event), status="succeeded", key=(event.attempt, event.rank),
-                result=event.result, error=None, finished_at=event.occurred_at,
+                _fill(view, event),
+                status="succeeded",
+                key=(event.attempt, event.rank),
+                result=event.result,
+                error=None,
+                finished_at=event.occurred_at,
             )
         case JobDeadLettered():
             return replace(
-                view, status="dead_lettered", key=(_attempt_of(event, view), event.rank),
+                view,
+                status="dead_lettered",
+                key=(_attempt_of(event, view), event.rank),
                 attempts=max(view.attempts, event.attempts),
-                error=view.error or event.reason, finished_at=event.occurred_at,
+                error=view.error or event.reason,
+                finished_at=event.occurred_at,
             )
         case JobCancelled():
-            return replace(view, status="cancelled", key=(view.key[0], event.rank),
-                           error=event.reason, finished_at=event.occurred_at)
+            return replace(
+                view,
+                status="cancelled",
+                key=(view.key[0], event.rank),
+                error=event.reason,
+                finished_at=event.occurred_at,
+            )
         case JobRedriven():
-            return replace(view, status="queued", key=(_attempt_of(event, view), event.rank),
-                           site=event.site.value, finished_at=None, error=None)
+            return replace(
+                view,
+                status="queued",
+                key=(_attempt_of(event, view), event.rank),
+                site=event.site.value,
+                finished_at=None,
+                error=None,
+            )
     return view
 
 
@@ -137,21 +174,30 @@ def _fill(view: JobView, event: AnyEvent) -> JobView:
     """Facts an event adds whatever the status: spec fields, attempts, start, progress."""
     if isinstance(event, JobSubmittedEvent):
         return replace(
-            view, job_type=event.job_type, params=event.params, priority=view.priority
-            if view.priority is not None else event.priority,
+            view,
+            job_type=event.job_type,
+            params=event.params,
+            priority=view.priority if view.priority is not None else event.priority,
             data_classification=event.data_classification.value,
-            max_attempts=event.max_attempts, submitted_at=event.occurred_at,
+            max_attempts=event.max_attempts,
+            submitted_at=event.occurred_at,
             group_id=event.group_id,
         )
     if isinstance(event, JobStarted):
         first = view.started_at is None or event.occurred_at < view.started_at
         return replace(
-            view, attempts=max(view.attempts, event.attempt), site=view.site or event.site.value,
+            view,
+            attempts=max(view.attempts, event.attempt),
+            site=view.site or event.site.value,
             started_at=event.occurred_at if first else view.started_at,
         )
     if isinstance(event, JobProgress) and event.attempt >= view.attempts:
-        return replace(view, attempts=max(view.attempts, event.attempt),
-                       progress=event.percent, progress_message=event.message)
+        return replace(
+            view,
+            attempts=max(view.attempts, event.attempt),
+            progress=event.percent,
+            progress_message=event.message,
+        )
     if isinstance(event, JobSucceeded):
         return replace(view, attempts=max(view.attempts, event.attempt), progress=100.0)
     return view

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.db_errors import DatabaseAway, db_retrying, is_transient
+from services.status.store import apply_events
 from shared.contracts.events import AnyEvent
 from shared.errors import PermanentError
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_PROJECTED, PROJECTION_LAG
-from services.status.db_errors import DatabaseAway, db_retrying, is_transient
-from services.status.store import apply_events
 
 log = logging.getLogger("hybridq.status.projector")
 Pending = tuple[AnyEvent, asyncio.Future[None]]
@@ -22,7 +22,10 @@ Pending = tuple[AnyEvent, asyncio.Future[None]]
 
 class Projector:
     def __init__(
-        self, engine: AsyncEngine, batch_size: int = 200, batch_wait: float = 0.02,
+        self,
+        engine: AsyncEngine,
+        batch_size: int = 200,
+        batch_wait: float = 0.02,
         hold_seconds: float = 240.0,
     ) -> None:
         self.engine = engine

@@ -14,9 +14,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.status.tables import dead_letters, job_events, jobs
 
 VIEW_FIELDS = (
-    "job_id", "job_type", "status", "site", "rule", "reason", "priority",
-    "data_classification", "attempts", "max_attempts", "params", "result", "error",
-    "progress", "progress_message", "submitted_at", "started_at", "finished_at", "updated_at",
+    "job_id",
+    "job_type",
+    "status",
+    "site",
+    "rule",
+    "reason",
+    "priority",
+    "data_classification",
+    "attempts",
+    "max_attempts",
+    "params",
+    "result",
+    "error",
+    "progress",
+    "progress_message",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
     "group_id",
 )
 
@@ -110,15 +126,24 @@ async def counts(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, dict[st
 def _dead_letter(row: Any) -> dict[str, Any]:
     m = row._mapping
     return {
-        "id": m["id"], "job_id": m["job_id"], "reason": m["reason"], "detail": m["detail"],
-        "source_queue": m["source_queue"], "dead_lettered_at": m["dead_lettered_at"],
-        "job_type": m["job_type"], "site": m["site"], "redriven_at": m["redriven_at"],
+        "id": m["id"],
+        "job_id": m["job_id"],
+        "reason": m["reason"],
+        "detail": m["detail"],
+        "source_queue": m["source_queue"],
+        "dead_lettered_at": m["dead_lettered_at"],
+        "job_type": m["job_type"],
+        "site": m["site"],
+        "redriven_at": m["redriven_at"],
         "body": m["body"],
     }
 
 
 async def list_dead_letters(
-    engine: AsyncEngine, *, limit: int, cursor: str | None = None,
+    engine: AsyncEngine,
+    *,
+    limit: int,
+    cursor: str | None = None,
     include_redriven: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = select(dead_letters)
@@ -138,7 +163,11 @@ async def list_dead_letters(
 
 
 async def dead_letters_to_redrive(
-    engine: AsyncEngine, *, ids: list[str] | None, reason: str | None, job_type: str | None,
+    engine: AsyncEngine,
+    *,
+    ids: list[str] | None,
+    reason: str | None,
+    job_type: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
     query = select(dead_letters).where(dead_letters.c.redriven_at.is_(None))

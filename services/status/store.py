@@ -13,12 +13,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.contracts.events import AnyEvent, parse_event
 from services.status.projection import JobView, freeze, reduce
 from services.status.tables import dead_letters, job_events, jobs
+from shared.contracts.events import AnyEvent, parse_event
 
-_VIEW_COLUMNS = [c.name for c in jobs.columns if c.name not in
-                 ("status_attempt", "status_rank", "listed_at", "updated_at")]
+_VIEW_COLUMNS = [
+    c.name
+    for c in jobs.columns
+    if c.name not in ("status_attempt", "status_rank", "listed_at", "updated_at")
+]
 
 
 def _row_to_view(row: Any) -> JobView:
@@ -29,8 +32,9 @@ def _row_to_view(row: Any) -> JobView:
 def _view_to_row(view: JobView, listed_at: datetime) -> dict[str, Any]:
     row = asdict(view)
     attempt, rank = row.pop("key")
-    row.update(status_attempt=attempt, status_rank=rank, listed_at=listed_at,
-               updated_at=datetime.now(UTC))
+    row.update(
+        status_attempt=attempt, status_rank=rank, listed_at=listed_at, updated_at=datetime.now(UTC)
+    )
     return row
 
 
@@ -44,11 +48,19 @@ async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[
     async with engine.begin() as conn:
         inserted = await conn.execute(
             insert(job_events)
-            .values([
-                {"event_id": e.event_id, "job_id": e.job_id, "type": e.type, "rank": e.rank,
-                 "occurred_at": e.occurred_at, "payload": e.model_dump(mode="json")}
-                for e in {e.event_id: e for e in events}.values()
-            ])
+            .values(
+                [
+                    {
+                        "event_id": e.event_id,
+                        "job_id": e.job_id,
+                        "type": e.type,
+                        "rank": e.rank,
+                        "occurred_at": e.occurred_at,
+                        "payload": e.model_dump(mode="json"),
+                    }
+                    for e in {e.event_id: e for e in events}.values()
+                ]
+            )
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(job_events.c.event_id)
         )
@@ -64,13 +76,12 @@ async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[
 
 async def _project(conn: AsyncConnection, job_id: UUID, arrived: list[AnyEvent]) -> None:
     # one writer per job at a time, even with several status replicas
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:j, 0))"),
-                       {"j": str(job_id)})
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:j, 0))"), {"j": str(job_id)}
+    )
     old_row = (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
     old = _row_to_view(old_row) if old_row else None
-    payloads = await conn.execute(
-        select(job_events.c.payload).where(job_events.c.job_id == job_id)
-    )
+    payloads = await conn.execute(select(job_events.c.payload).where(job_events.c.job_id == job_id))
     view = freeze(old, reduce(job_id, (parse_event(p) for (p,) in payloads)), arrived)
     first_seen = min(e.occurred_at for e in arrived)
     listed_at = view.submitted_at or (old_row.listed_at if old_row else first_seen)
@@ -87,7 +98,8 @@ async def record_dead_letter(engine: AsyncEngine, values: dict[str, Any]) -> boo
     """Store one dead letter (idempotent by its id); True if it was new."""
     async with engine.begin() as conn:
         result = await conn.execute(
-            insert(dead_letters).values(values)
+            insert(dead_letters)
+            .values(values)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(dead_letters.c.seq)
         )
@@ -97,7 +109,5 @@ async def record_dead_letter(engine: AsyncEngine, values: dict[str, Any]) -> boo
 async def mark_redriven(engine: AsyncEngine, ids: Sequence[str]) -> None:
     async with engine.begin() as conn:
         await conn.execute(
-            dead_letters.update()
-            .where(dead_letters.c.id.in_(ids))
-            .values(redriven_at=func.now())
+            dead_letters.update().where(dead_letters.c.id.in_(ids)).values(redriven_at=func.now())
         )

@@ -55,7 +55,7 @@ class JobSubmitted(JobSpec):
     """What a client publishes to `jobs.intake` with routing key `job.submitted`."""
 
     job_id: UUID
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
 
     def spec_fields(self) -> dict[str, Any]:
         """The submitted fields as JSON-ready values, as carried by the JobSubmitted event."""

@@ -55,11 +55,14 @@ def choose_site(job: JobSpec, rules: Rules, private_backlog: BacklogReading) -> 
         threshold = rules.burst.private_backlog_threshold
         if backlog > threshold:
             return Placement(
-                Site.PUBLIC, "burst", f"private backlog {backlog} > {threshold}: burst to public",
+                Site.PUBLIC,
+                "burst",
+                f"private backlog {backlog} > {threshold}: burst to public",
                 private_backlog=backlog,
             )
         return Placement(
-            Site.PRIVATE, "default",
+            Site.PRIVATE,
+            "default",
             f"private backlog {backlog} <= {threshold}: stays on private",
             private_backlog=backlog,
         )
@@ -79,7 +82,8 @@ def place(job: JobSpec, rules: Rules, private_backlog: BacklogReading) -> Decisi
     binding = decision.rule in ("residency", "explicit")
     if not binding and rules.can_run(other, job.job_type):
         return Placement(
-            other, decision.rule,
+            other,
+            decision.rule,
             f"{decision.reason}; but {decision.site.value} has no handler for "
             f"{job.job_type!r}, so {other.value}",
             decision.private_backlog,

@@ -70,13 +70,19 @@ class Runner:
         job_id = str(job.job_id)
         if self.site is Site.PUBLIC and job.data_classification is DataClassification.CONFIDENTIAL:
             return await self._refuse(
-                body, source_queue, DeadLetterReason.RESIDENCY,
-                "confidential job refused by the public worker", job.attempt - 1,
+                body,
+                source_queue,
+                DeadLetterReason.RESIDENCY,
+                "confidential job refused by the public worker",
+                job.attempt - 1,
             )
         if not self.executor.knows(job.job_type):
             return await self._refuse(
-                body, source_queue, DeadLetterReason.UNKNOWN_JOB_TYPE,
-                f"the {self.site.value} site has no handler for {job.job_type!r}", job.attempt - 1,
+                body,
+                source_queue,
+                DeadLetterReason.UNKNOWN_JOB_TYPE,
+                f"the {self.site.value} site has no handler for {job.job_type!r}",
+                job.attempt - 1,
             )
         if self.cancellations.is_cancelled(job.job_id):
             log.info("cancelled before start: not run", extra={"job_id": job_id})
@@ -95,14 +101,16 @@ class Runner:
     async def _attempt(self, job: PlacedJob) -> str:
         started = time.monotonic()
         await self.bus.event(
-            JobStarted(job_id=job.job_id, site=self.site, attempt=job.attempt,
-                       worker=self.worker_name)
+            JobStarted(
+                job_id=job.job_id, site=self.site, attempt=job.attempt, worker=self.worker_name
+            )
         )
 
         async def report(percent: float, message: str) -> None:
             await self.bus.event(
-                JobProgress(job_id=job.job_id, attempt=job.attempt, percent=percent,
-                            message=message)
+                JobProgress(
+                    job_id=job.job_id, attempt=job.attempt, percent=percent, message=message
+                )
             )
 
         ctx = JobContext(job.job_id, job.job_type, job.params, job.attempt, report)
@@ -143,8 +151,13 @@ class Runner:
         exc = task.exception()
         if exc is None:
             await self.bus.event(
-                JobSucceeded(job_id=job.job_id, site=self.site, attempt=job.attempt,
-                             result=task.result(), duration_seconds=round(duration, 6))
+                JobSucceeded(
+                    job_id=job.job_id,
+                    site=self.site,
+                    attempt=job.attempt,
+                    result=task.result(),
+                    duration_seconds=round(duration, 6),
+                )
             )
             log.info("succeeded", extra={"job_id": str(job.job_id), "attempt": job.attempt})
             return "succeeded"
@@ -158,21 +171,34 @@ class Runner:
             wait = retry_delay(job.attempt, self.retry_base, self.retry_max, self.rng)
             retry_at = now + timedelta(seconds=wait)
             await self.bus.event(
-                JobFailed(job_id=job.job_id, site=self.site, attempt=job.attempt, error=error,
-                          retry_at=retry_at)
+                JobFailed(
+                    job_id=job.job_id,
+                    site=self.site,
+                    attempt=job.attempt,
+                    error=error,
+                    retry_at=retry_at,
+                )
             )
             await self.bus.delay(
                 job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at}), now
             )
-            log.info("failed; retry scheduled",
-                     extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error})
+            log.info(
+                "failed; retry scheduled",
+                extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},
+            )
             return "retrying"
         await self.bus.event(
             JobFailed(job_id=job.job_id, site=self.site, attempt=job.attempt, error=error)
         )
         reason = DeadLetterReason.PERMANENT_ERROR if permanent else DeadLetterReason.MAX_ATTEMPTS
-        await self._dead_letter(job.model_dump_json().encode(), str(job.job_id),
-                                f"jobs.{self.site.value}", reason, error, job.attempt)
+        await self._dead_letter(
+            job.model_dump_json().encode(),
+            str(job.job_id),
+            f"jobs.{self.site.value}",
+            reason,
+            error,
+            job.attempt,
+        )
         return "dead_lettered"
 
     # -- refusals and dead letters -------------------------------------------------
@@ -183,7 +209,12 @@ class Runner:
         return f"refused:{reason}"
 
     async def _dead_letter(
-        self, body: bytes, job_id: str | None, source_queue: str, reason: str, detail: str,
+        self,
+        body: bytes,
+        job_id: str | None,
+        source_queue: str,
+        reason: str,
+        detail: str,
         attempts: int,
     ) -> None:
         await self.bus.dead_letter(
@@ -199,12 +230,12 @@ class Runner:
         """Let running attempts finish for up to `timeout` s, then hand the rest back."""
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=timeout)
-        for job_id, task in list(self.running.items()):
+        left = list(self.running.items())
+        for job_id, task in left:
             self._handing_back.add(job_id)
             task.cancel()
-        deadline = time.monotonic() + 3
-        while self.running and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if left:
+            await asyncio.wait([task for _, task in left], timeout=3)
 
 
 def _job_id_of(body: bytes) -> str | None:

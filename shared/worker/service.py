@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 from faststream import AckPolicy, FastStream
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
 from shared.bus import Bus, make_broker
 from shared.cancellations import Cancellations, listen
 from shared.contracts.jobs import Site
 from shared.metrics import serve_metrics
-from shared.service import settle
+from shared.service import raw_body, settle
 from shared.settings import WorkerSettings
 from shared.worker.builtins import register_builtins
 from shared.worker.executors import Executor, InProcessExecutor
@@ -76,8 +76,13 @@ def build(
         await settle(msg, queue.name, run)
 
     subscriber = broker.subscriber(
-        queue, topology.DISPATCH, ack_policy=AckPolicy.MANUAL, title=f"{site.value}_worker"
-    )(handle)
+        queue,
+        topology.DISPATCH,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
+        title=f"{site.value}_worker",
+    )
+    subscriber(handle)
     listen(broker, cancellations, f"{site.value}-worker")
     app = FastStream(broker)
 

@@ -1,4 +1,4 @@
-"""Bearer-token auth: read/submit with API_TOKEN or ADMIN_TOKEN, operator actions with ADMIN_TOKEN."""
+"""Bearer-token auth: API_TOKEN or ADMIN_TOKEN to read and submit; ADMIN_TOKEN to operate."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def require_reader(request: Request, credentials: Credentials) -> None:
         return
     given = credentials.credentials if credentials else ""
     if not (_matches(given, api) or _matches(given, admin)):
-        raise HTTPException(401, "missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def require_admin(request: Request, credentials: Credentials) -> None:
@@ -45,8 +46,9 @@ def require_admin(request: Request, credentials: Credentials) -> None:
         return
     if _matches(given, api):
         raise HTTPException(403, "this action needs the admin token")
-    raise HTTPException(401, "missing or invalid bearer token",
-                        headers={"WWW-Authenticate": "Bearer"})
+    raise HTTPException(
+        401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 Reader = Depends(require_reader)

@@ -30,8 +30,9 @@ async def list_dead_letters(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.post("/dead-letters/redrive", status_code=202, response_model=Redriven,
-             dependencies=[Admin])
+@router.post(
+    "/dead-letters/redrive", status_code=202, response_model=Redriven, dependencies=[Admin]
+)
 async def redrive(res: Res, body: RedriveRequest) -> Redriven:
     """Re-open dead-lettered jobs; `site` re-places them (residency permitting)."""
     letters = await queries.dead_letters_to_redrive(

@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.projector import Projector
 from shared.bus import Bus
 from shared.placement.rules import Rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
-from services.status.projector import Projector
 
 
 @dataclass

@@ -12,7 +12,6 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
-from shared.contracts.jobs import JobSubmitted
 from services.status import operations, queries
 from services.status.api.auth import Admin, Reader
 from services.status.api.deps import Res
@@ -22,10 +21,11 @@ from services.status.api.schemas import (
     EventList,
     JobPage,
     JobViewOut,
-    Submitted,
     SubmitJob,
+    Submitted,
 )
 from services.status.projection import STATUSES, TERMINAL
+from shared.contracts.jobs import JobSubmitted
 
 router = APIRouter(tags=["jobs"])
 MAX_PAGE = 500
@@ -38,10 +38,13 @@ async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     try:
         await operations.submit(res.bus, res.rules, job)
     except operations.PolicyRefusal as exc:
-        raise HTTPException(422, {
-            "detail": exc.refusal.reason,
-            "errors": [{"field": exc.refusal.field, "message": exc.refusal.reason}],
-        }) from exc
+        raise HTTPException(
+            422,
+            {
+                "detail": exc.refusal.reason,
+                "errors": [{"field": exc.refusal.field, "message": exc.refusal.reason}],
+            },
+        ) from exc
     return Submitted(job_id=job.job_id)
 
 
@@ -69,8 +72,13 @@ async def list_jobs(
         raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}")
     try:
         items, next_cursor = await queries.list_jobs(
-            res.engine, limit=limit, cursor=cursor, status=status, site=site,
-            job_type=job_type, submitted_after=submitted_after,
+            res.engine,
+            limit=limit,
+            cursor=cursor,
+            status=status,
+            site=site,
+            job_type=job_type,
+            submitted_after=submitted_after,
             submitted_before=submitted_before,
         )
     except queries.BadCursor as exc:
@@ -104,15 +112,15 @@ async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceRes
     return EventSourceResponse(events())
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=Accepted,
-             dependencies=[Admin])
+@router.post(
+    "/jobs/{job_id}/cancel", status_code=202, response_model=Accepted, dependencies=[Admin]
+)
 async def cancel_job(
     res: Res, job_id: UUID, body: Annotated[CancelRequest | None, Body()] = None
 ) -> Accepted:
     """A job not yet started never starts; a running one is asked to stop."""
     try:
-        await operations.cancel(res.engine, res.bus, job_id,
-                                (body or CancelRequest()).reason)
+        await operations.cancel(res.engine, res.bus, job_id, (body or CancelRequest()).reason)
     except operations.NotFound as exc:
         raise HTTPException(404, f"no job {job_id}") from exc
     except operations.AlreadyTerminal as exc:

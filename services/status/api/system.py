@@ -10,12 +10,12 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from shared import topology
-from shared.metrics import JOBS_BY_STATUS
 from services.status import queries
 from services.status.api.auth import Reader
 from services.status.api.deps import Res, Resources
 from services.status.api.schemas import Stats
+from shared import topology
+from shared.metrics import JOBS_BY_STATUS
 
 router = APIRouter(tags=["operations"])
 _stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}

@@ -1,0 +1,38 @@
+# The README's two commands are `make run` and `make test`; CI (.ci/run) calls `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+
+.PHONY: run test test-unit test-connected lint install asyncapi bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m devtools.run
+
+test: install lint
+	$(PY) -m devtools.preflight
+	$(PY) -m pytest -q
+
+test-unit: install
+	$(PY) -m pytest -q -m "not connected"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+asyncapi: install
+	$(PY) -m devtools.asyncapi > docs/asyncapi.yaml
+
+bench: install
+	$(PY) -m bench.throughput
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

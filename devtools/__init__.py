@@ -1,0 +1,1 @@
+"""Developer tooling: local environment checks and the process supervisor (make run, tests)."""

@@ -1,0 +1,96 @@
+"""`make run`: everything up on this machine, demo jobs through it, then wait for Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from devtools.environment import check_services, create_database, create_vhost, ensure_management
+from devtools.stack import Stack
+
+VHOST = "hybridq"
+DATABASE = "hybridq"
+DEMO_JOBS = [
+    {"job_type": "noop"},
+    {"job_type": "8k_transcode", "params": {"work_ms": 200}},
+    {"job_type": "sleep", "params": {"seconds": 1}, "data_classification": "confidential"},
+    {"job_type": "flaky", "params": {"fail_times": 1}, "target_cloud": "public"},
+    {"job_type": "noop", "delay_seconds": 2},
+]
+TERMINAL = {"rejected", "succeeded", "dead_lettered", "cancelled"}
+
+
+def main() -> int:
+    problems = check_services()
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    ensure_management()
+    env = {
+        "AMQP_URL": os.environ.get("AMQP_URL") or create_vhost(VHOST),
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or create_database(DATABASE),
+        "ROUTER_STATE_DIR": "var/router",
+    }
+    stack = Stack(env, Path("var/log"))
+    print("migrating the status database ...")
+    stack.migrate()
+    stack.start()
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.wait_ready()
+        demo(stack.api)
+        print(f"""
+hybridq is running (logs in var/log/):
+  API            {stack.api}            (OpenAPI docs: {stack.api}/docs)
+  metrics        {stack.api}/metrics
+  RabbitMQ UI    http://127.0.0.1:15672/#/queues  (guest/guest, vhost '{VHOST}')
+  CLI            .venv/bin/hybridq list   |   .venv/bin/hybridq submit noop --watch
+Press Ctrl-C to stop everything.""", flush=True)
+        while not stopping:
+            if any(p.poll() is not None for p in stack.processes.values()):
+                print("a service exited; see var/log/. Stopping.", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        print("\nstopping (SIGTERM: each service drains) ...")
+        for name, code in stack.stop().items():
+            print(f"  {name}: exit {code}")
+    return 0
+
+
+def demo(api: str) -> None:
+    with httpx.Client(base_url=api, timeout=10) as http:
+        ids = [http.post("/jobs", json=job).raise_for_status().json()["job_id"] for job in DEMO_JOBS]
+        print(f"submitted {len(ids)} demo jobs; waiting for them to finish ...")
+        deadline = time.monotonic() + 30
+        views: dict[str, dict[str, object]] = {}
+        while time.monotonic() < deadline:
+            for job_id in ids:
+                response = http.get(f"/jobs/{job_id}")
+                if response.status_code == 200:
+                    views[job_id] = response.json()
+            if len(views) == len(ids) and all(v["status"] in TERMINAL for v in views.values()):
+                break
+            time.sleep(0.3)
+    print(f"\n{'job_id':36}  {'job_type':12}  {'site':7}  {'rule':9}  {'tries':5}  status")
+    for job_id in ids:
+        v = views.get(job_id, {})
+        print(f"{job_id:36}  {v.get('job_type')!s:12}  {v.get('site')!s:7}  "
+              f"{v.get('rule')!s:9}  {v.get('attempts')!s:5}  {v.get('status', 'unknown')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
