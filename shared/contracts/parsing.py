@@ -25,6 +25,9 @@ def field_errors(error: ValidationError) -> list[FieldError]:
     ]
 
 
+READ_ID_LIMIT_BYTES = 16 * 1024 * 1024
+
+
 def readable_job_id(data: Any) -> str | None:
     if isinstance(data, dict):
         try:
@@ -32,6 +35,16 @@ def readable_job_id(data: Any) -> str | None:
         except ValueError:
             return None
     return None
+
+
+def _job_id_of_oversize(body: bytes) -> str | None:
+    """Read the job_id of an oversize message, so the job can be rejected by id."""
+    if len(body) > READ_ID_LIMIT_BYTES:
+        return None
+    try:
+        return readable_job_id(json.loads(body))
+    except ValueError:
+        return None
 
 
 class InvalidJob(UnprocessableMessage):
@@ -46,7 +59,9 @@ def parse_job_submitted(body: bytes) -> JobSubmitted:
     """Parse and validate; raise UnprocessableMessage (or InvalidJob) saying why not."""
     if len(body) > MAX_MESSAGE_BYTES:
         raise UnprocessableMessage(
-            DeadLetterReason.OVERSIZE, f"message is {len(body)} bytes; the limit is 256 KiB"
+            DeadLetterReason.OVERSIZE,
+            f"message is {len(body)} bytes; the limit is 256 KiB",
+            _job_id_of_oversize(body),
         )
     try:
         data = json.loads(body)

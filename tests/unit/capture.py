@@ -1,0 +1,65 @@
+"""Capture what a service publishes, inside FastStream's in-memory TestRabbitBroker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
+
+from shared import topology
+from shared.service import raw_body
+
+
+@dataclass
+class Captured:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    dispatched: list[tuple[str, dict[str, Any], int | None]] = field(default_factory=list)
+    delayed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {"raw": body}
+    return data if isinstance(data, dict) else {"raw": body}
+
+
+def capture(broker: RabbitBroker) -> Captured:
+    """Subscribe catch-all test queues to every exchange a service publishes to."""
+    seen = Captured()
+
+    @broker.subscriber(RabbitQueue("test.events", routing_key="job.*"), topology.EVENTS,
+                       decoder=raw_body)
+    async def on_event(msg: RabbitMessage) -> None:
+        seen.events.append(json.loads(msg.body))
+
+    for site in ("public", "private"):
+
+        @broker.subscriber(RabbitQueue(f"test.dispatch.{site}", routing_key=site),
+                           topology.DISPATCH, decoder=raw_body)
+        async def on_dispatch(msg: RabbitMessage) -> None:
+            seen.dispatched.append(
+                (msg.raw_message.routing_key or "", _json(msg.body), msg.raw_message.priority)
+            )
+
+    for tier in topology.DELAY_TIERS:
+
+        @broker.subscriber(RabbitQueue(f"test.{tier.name}", routing_key=tier.name),
+                           topology.DELAY, decoder=raw_body)
+        async def on_delay(msg: RabbitMessage) -> None:
+            seen.delayed.append((msg.raw_message.routing_key or "", json.loads(msg.body)))
+
+    @broker.subscriber(RabbitQueue("test.dead-letters"), topology.DEAD_LETTER_EXCHANGE,
+                       decoder=raw_body)
+    async def on_dead_letter(msg: RabbitMessage) -> None:
+        seen.dead_letters.append((msg.body, dict(msg.headers)))
+
+    return seen
