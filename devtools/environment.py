@@ -41,7 +41,8 @@ def check_services() -> list[str]:
 def ensure_management() -> None:
     if not reachable(15672):
         subprocess.run(
-            ["rabbitmq-plugins", "enable", "rabbitmq_management"], check=True,
+            ["rabbitmq-plugins", "enable", "rabbitmq_management"],
+            check=True,
             capture_output=True,
         )
 
@@ -66,7 +67,8 @@ def delete_vhost(name: str) -> None:
 
 def _psql(sql: str) -> None:
     subprocess.run(
-        ["psql", PG_ADMIN_DSN, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True,
+        ["psql", PG_ADMIN_DSN, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+        check=True,
         capture_output=True,
     )
 
@@ -76,7 +78,9 @@ def create_database(name: str) -> str:
     assert name.replace("_", "").isalnum(), name
     result = subprocess.run(
         ["psql", PG_ADMIN_DSN, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     if result.stdout.strip() != "1":
         _psql(f'CREATE DATABASE "{name}"')

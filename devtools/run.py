@@ -52,13 +52,16 @@ def main() -> int:
     try:
         stack.wait_ready()
         demo(stack.api)
-        print(f"""
+        print(
+            f"""
 hybridq is running (logs in var/log/):
   API            {stack.api}            (OpenAPI docs: {stack.api}/docs)
   metrics        {stack.api}/metrics
   RabbitMQ UI    http://127.0.0.1:15672/#/queues  (guest/guest, vhost '{VHOST}')
   CLI            .venv/bin/hybridq list   |   .venv/bin/hybridq submit noop --watch
-Press Ctrl-C to stop everything.""", flush=True)
+Press Ctrl-C to stop everything.""",
+            flush=True,
+        )
         while not stopping:
             if any(p.poll() is not None for p in stack.processes.values()):
                 print("a service exited; see var/log/. Stopping.", file=sys.stderr)
@@ -73,7 +76,9 @@ Press Ctrl-C to stop everything.""", flush=True)
 
 def demo(api: str) -> None:
     with httpx.Client(base_url=api, timeout=10) as http:
-        ids = [http.post("/jobs", json=job).raise_for_status().json()["job_id"] for job in DEMO_JOBS]
+        ids = [
+            http.post("/jobs", json=job).raise_for_status().json()["job_id"] for job in DEMO_JOBS
+        ]
         print(f"submitted {len(ids)} demo jobs; waiting for them to finish ...")
         deadline = time.monotonic() + 30
         views: dict[str, dict[str, object]] = {}
@@ -88,8 +93,10 @@ def demo(api: str) -> None:
     print(f"\n{'job_id':36}  {'job_type':12}  {'site':7}  {'rule':9}  {'tries':5}  status")
     for job_id in ids:
         v = views.get(job_id, {})
-        print(f"{job_id:36}  {v.get('job_type')!s:12}  {v.get('site')!s:7}  "
-              f"{v.get('rule')!s:9}  {v.get('attempts')!s:5}  {v.get('status', 'unknown')}")
+        print(
+            f"{job_id:36}  {v.get('job_type')!s:12}  {v.get('site')!s:7}  "
+            f"{v.get('rule')!s:9}  {v.get('attempts')!s:5}  {v.get('status', 'unknown')}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ class Stack:
     def migrate(self) -> None:
         subprocess.run(
             [sys.executable, "-m", "services.status", "migrate"],
-            env={**os.environ, **self.env}, check=True, capture_output=True,
+            env={**os.environ, **self.env},
+            check=True,
+            capture_output=True,
         )
 
     def start(self, *names: str) -> None:
@@ -38,7 +40,9 @@ class Stack:
             log = (self.log_dir / f"{name}.log").open("ab")
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
-                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def wait_ready(self, timeout: float = 30) -> None:

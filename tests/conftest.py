@@ -51,8 +51,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stack_env(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
-              ) -> dict[str, str]:
+def stack_env(
+    amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     state = tmp_path_factory.mktemp("router-state")
     return {
         "AMQP_URL": amqp_url,
@@ -66,8 +67,7 @@ def stack_env(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="module")
-def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Stack]:
+def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The four real processes (`python -m services.X`) on this module's vhost and db."""
     logs: Path = tmp_path_factory.mktemp("logs")
     stack = Stack(stack_env, logs)

@@ -22,9 +22,12 @@ async def publish_raw(amqp_url: str, bodies: list[bytes], priority: int | None =
         exchange = await channel.get_exchange("jobs.intake")
         for body in bodies:
             await exchange.publish(
-                aio_pika.Message(body, content_type="application/json",
-                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                 priority=priority),
+                aio_pika.Message(
+                    body,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    priority=priority,
+                ),
                 routing_key="job.submitted",
             )
 
@@ -38,8 +41,9 @@ async def submit(amqp_url: str, *jobs: dict[str, Any]) -> list[str]:
     return [j["job_id"] for j in jobs]
 
 
-async def wait_for(api: str, job_id: str, statuses: set[str] | None = None,
-                   timeout: float = 30) -> dict[str, Any]:
+async def wait_for(
+    api: str, job_id: str, statuses: set[str] | None = None, timeout: float = 30
+) -> dict[str, Any]:
     """Poll GET /jobs/{id} until its status is in `statuses` (default: any terminal)."""
     wanted = statuses or TERMINAL
     deadline = time.monotonic() + timeout

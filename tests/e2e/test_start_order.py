@@ -14,8 +14,9 @@ from tests.e2e.client import wait_for
 pytestmark = pytest.mark.connected
 
 
-async def test_status_and_worker_first_router_last(stack_env: dict[str, str],
-                                                   tmp_path: Path) -> None:
+async def test_status_and_worker_first_router_last(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
     stack = Stack(stack_env, tmp_path)
     stack.start("status", "private_worker")
     try:

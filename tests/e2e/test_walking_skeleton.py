@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -36,9 +34,9 @@ async def test_raw_amqp_jobs_succeed_on_the_right_site(stack: Stack) -> None:
 async def test_sleep_reports_progress(stack: Stack) -> None:
     (job_id,) = await submit(stack.env["AMQP_URL"], job("sleep", params={"seconds": 0.5}))
     await wait_for(stack.api, job_id)
-    progress = [e["percent"] for e in await events(stack.api, job_id)
-                if e["type"] == "JobProgress"]
-    assert progress == sorted(progress) and progress[-1] == 100
+    progress = [e["percent"] for e in await events(stack.api, job_id) if e["type"] == "JobProgress"]
+    assert progress == sorted(progress)
+    assert progress[-1] == 100
 
 
 async def test_post_jobs_runs_a_job(stack: Stack) -> None:
@@ -56,8 +54,11 @@ async def test_post_jobs_answers_422_with_field_errors(stack: Stack) -> None:
         bad = await http.post("/jobs", json={"job_type": "noop", "priority": 12, "extra": 1})
         residency = await http.post(
             "/jobs",
-            json={"job_type": "noop", "data_classification": "confidential",
-                  "target_cloud": "public"},
+            json={
+                "job_type": "noop",
+                "data_classification": "confidential",
+                "target_cloud": "public",
+            },
         )
     assert bad.status_code == 422
     fields = {e["field"] for e in bad.json()["errors"]}
@@ -73,7 +74,8 @@ async def test_malformed_message_is_dead_lettered_and_router_stays_up(stack: Sta
     async with httpx.AsyncClient(base_url=stack.api) as http:
         letters = (await http.get("/dead-letters")).json()["items"]
     malformed = [d for d in letters if d["reason"] == "malformed_json"]
-    assert malformed and malformed[0]["source_queue"] == "jobs.router.intake"
+    assert malformed
+    assert malformed[0]["source_queue"] == "jobs.router.intake"
     assert stack.processes["router"].poll() is None
 
 
@@ -91,5 +93,3 @@ async def test_health_and_readiness(stack: Stack) -> None:
         ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"database": True, "broker": True}
-
-

@@ -36,15 +36,19 @@ def capture(broker: RabbitBroker) -> Captured:
     """Subscribe catch-all test queues to every exchange a service publishes to."""
     seen = Captured()
 
-    @broker.subscriber(RabbitQueue("test.events", routing_key="job.*"), topology.EVENTS,
-                       decoder=raw_body)
+    @broker.subscriber(
+        RabbitQueue("test.events", routing_key="job.*"), topology.EVENTS, decoder=raw_body
+    )
     async def on_event(msg: RabbitMessage) -> None:
         seen.events.append(json.loads(msg.body))
 
     for site in ("public", "private"):
 
-        @broker.subscriber(RabbitQueue(f"test.dispatch.{site}", routing_key=site),
-                           topology.DISPATCH, decoder=raw_body)
+        @broker.subscriber(
+            RabbitQueue(f"test.dispatch.{site}", routing_key=site),
+            topology.DISPATCH,
+            decoder=raw_body,
+        )
         async def on_dispatch(msg: RabbitMessage) -> None:
             seen.dispatched.append(
                 (msg.raw_message.routing_key or "", _json(msg.body), msg.raw_message.priority)
@@ -52,13 +56,17 @@ def capture(broker: RabbitBroker) -> Captured:
 
     for tier in topology.DELAY_TIERS:
 
-        @broker.subscriber(RabbitQueue(f"test.{tier.name}", routing_key=tier.name),
-                           topology.DELAY, decoder=raw_body)
+        @broker.subscriber(
+            RabbitQueue(f"test.{tier.name}", routing_key=tier.name),
+            topology.DELAY,
+            decoder=raw_body,
+        )
         async def on_delay(msg: RabbitMessage) -> None:
             seen.delayed.append((msg.raw_message.routing_key or "", json.loads(msg.body)))
 
-    @broker.subscriber(RabbitQueue("test.dead-letters"), topology.DEAD_LETTER_EXCHANGE,
-                       decoder=raw_body)
+    @broker.subscriber(
+        RabbitQueue("test.dead-letters"), topology.DEAD_LETTER_EXCHANGE, decoder=raw_body
+    )
     async def on_dead_letter(msg: RabbitMessage) -> None:
         seen.dead_letters.append((msg.body, dict(msg.headers)))
 

@@ -17,19 +17,35 @@ JOB_ID = uuid.uuid4()
 
 def test_defaults_follow_the_contract() -> None:
     job = JobSubmitted(job_id=JOB_ID, job_type="noop")
-    assert (job.params, job.priority, job.target_cloud, job.data_classification.value,
-            job.delay_seconds, job.max_attempts, job.timeout_seconds) == \
-        ({}, 5, None, "internal", 0, 3, None)
+    assert (
+        job.params,
+        job.priority,
+        job.target_cloud,
+        job.data_classification.value,
+        job.delay_seconds,
+        job.max_attempts,
+        job.timeout_seconds,
+    ) == ({}, 5, None, "internal", 0, 3, None)
 
 
 @pytest.mark.parametrize(
     "fields",
     [
-        {"job_type": ""}, {"job_type": "A"}, {"job_type": "x" * 65}, {"priority": 10},
-        {"priority": -1}, {"target_cloud": "hybrid"}, {"data_classification": "secret"},
-        {"delay_seconds": 604_801}, {"max_attempts": 0}, {"max_attempts": 21},
-        {"timeout_seconds": 0}, {"timeout_seconds": 86_401}, {"not_before": "2026-01-01T00:00"},
-        {"delay_seconds": 1, "not_before": "2026-01-01T00:00:00Z"}, {"unknown": True},
+        {"job_type": ""},
+        {"job_type": "A"},
+        {"job_type": "x" * 65},
+        {"priority": 10},
+        {"priority": -1},
+        {"target_cloud": "hybrid"},
+        {"data_classification": "secret"},
+        {"delay_seconds": 604_801},
+        {"max_attempts": 0},
+        {"max_attempts": 21},
+        {"timeout_seconds": 0},
+        {"timeout_seconds": 86_401},
+        {"not_before": "2026-01-01T00:00"},
+        {"delay_seconds": 1, "not_before": "2026-01-01T00:00:00Z"},
+        {"unknown": True},
     ],
 )
 def test_invalid_fields_are_rejected(fields: dict[str, object]) -> None:

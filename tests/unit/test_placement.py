@@ -12,17 +12,22 @@ ALL = frozenset({"noop", "8k_transcode", "render"})
 RULES = Rules(
     burst=BurstRules(private_backlog_threshold=100),
     job_types={"8k_transcode": "public"},  # type: ignore[dict-item]
-    sites={"public": SiteRules(job_types=ALL),  # type: ignore[dict-item]
-           "private": SiteRules(job_types=ALL | {"ledger"})},
+    sites={
+        "public": SiteRules(job_types=ALL),  # type: ignore[dict-item]
+        "private": SiteRules(job_types=ALL | {"ledger"}),
+    },
 )
 
 CASES = [
     # (job fields, private backlog, expected site, rule) -- None site means refused
     ({"data_classification": "confidential"}, 0, "private", "residency"),
-    ({"data_classification": "confidential", "job_type": "8k_transcode"}, 500, "private",
-     "residency"),
-    ({"data_classification": "confidential", "target_cloud": "private"}, 0, "private",
-     "residency"),
+    (
+        {"data_classification": "confidential", "job_type": "8k_transcode"},
+        500,
+        "private",
+        "residency",
+    ),
+    ({"data_classification": "confidential", "target_cloud": "private"}, 0, "private", "residency"),
     ({"data_classification": "confidential", "target_cloud": "public"}, 0, None, "target_cloud"),
     ({"target_cloud": "public"}, 0, "public", "explicit"),
     ({"target_cloud": "private", "job_type": "8k_transcode"}, 500, "private", "explicit"),

@@ -22,8 +22,9 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def router(tmp_path: Path) -> Router:
     settings = RouterSettings(ROUTER_STATE_DIR=tmp_path)
-    return build(settings, rules=load_rules(DEFAULT_RULES_FILE), private_backlog=lambda: 0,
-                 clock=lambda: NOW)
+    return build(
+        settings, rules=load_rules(DEFAULT_RULES_FILE), private_backlog=lambda: 0, clock=lambda: NOW
+    )
 
 
 def job(**fields: object) -> dict[str, object]:
@@ -32,8 +33,7 @@ def job(**fields: object) -> dict[str, object]:
 
 async def publish(router: Router, body: bytes | dict[str, object]) -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    await router.broker.publish(raw, exchange=topology.INTAKE,
-                                routing_key=topology.SUBMITTED_KEY)
+    await router.broker.publish(raw, exchange=topology.INTAKE, routing_key=topology.SUBMITTED_KEY)
 
 
 async def test_valid_job_is_announced_and_dispatched(router: Router) -> None:
@@ -63,8 +63,10 @@ async def test_duplicate_job_id_is_dispatched_once(router: Router) -> None:
         (b"{nope", "malformed_json"),
         (json.dumps(job(params={"blob": "x" * 270_000})).encode(), "oversize"),
         (json.dumps(job(schema_version=2)).encode(), "unknown_schema_version"),
-        (json.dumps(job(delay_seconds=5, not_before="2030-01-01T00:00:00+00:00")).encode(),
-         "schema"),
+        (
+            json.dumps(job(delay_seconds=5, not_before="2030-01-01T00:00:00+00:00")).encode(),
+            "schema",
+        ),
         (json.dumps(job(colour="red")).encode(), "schema"),
     ],
 )
@@ -91,7 +93,8 @@ async def test_confidential_job_aimed_at_public_is_rejected_not_dead_lettered(
         await publish(router, job(data_classification="confidential", target_cloud="public"))
     assert seen.types() == ["JobSubmitted", "JobRejected"]
     assert "residency" in seen.events[1]["reason"]
-    assert not seen.dispatched and not seen.dead_letters
+    assert not seen.dispatched
+    assert not seen.dead_letters
 
 
 async def test_delayed_job_is_scheduled_into_a_delay_tier(router: Router) -> None:
@@ -102,18 +105,25 @@ async def test_delayed_job_is_scheduled_into_a_delay_tier(router: Router) -> Non
     assert seen.events[1]["not_before"].startswith("2026-11-29T12:00:30")
     [(tier, body)] = seen.delayed
     assert tier == "jobs.delay.25600ms"  # longest tier not past the 30 s wait
-    assert body["announce"] is True and not seen.dispatched
+    assert body["announce"] is True
+    assert not seen.dispatched
 
 
 async def test_due_job_is_dispatched_once_its_time_has_come(router: Router) -> None:
     seen = capture(router.broker)
-    due = {**job(), "site": "public", "rule": "explicit", "announce": True,
-           "run_at": (NOW - timedelta(seconds=1)).isoformat()}
+    due = {
+        **job(),
+        "site": "public",
+        "rule": "explicit",
+        "announce": True,
+        "run_at": (NOW - timedelta(seconds=1)).isoformat(),
+    }
     later = {**job(), "site": "public", "run_at": (NOW + timedelta(seconds=3)).isoformat()}
     async with TestRabbitBroker(router.broker):
         for body in (due, later):
-            await router.broker.publish(json.dumps(body).encode(), exchange=topology.DELAY,
-                                        routing_key=topology.DUE_KEY)
+            await router.broker.publish(
+                json.dumps(body).encode(), exchange=topology.DELAY, routing_key=topology.DUE_KEY
+            )
     assert [b["job_id"] for _, b, _ in seen.dispatched] == [due["job_id"]]
     assert seen.types() == ["JobRouted"]
     assert [(t, b["job_id"]) for t, b in seen.delayed] == [("jobs.delay.1600ms", later["job_id"])]

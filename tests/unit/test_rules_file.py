@@ -16,18 +16,23 @@ def test_default_rules_match_the_contract() -> None:
     assert rules.job_types == {"8k_transcode": Site.PUBLIC}
     assert rules.burst.private_backlog_threshold == 100
     for site in Site:
-        assert {"noop", "sleep", "flaky", "fail", "transcode", "8k_transcode"} <= \
-            rules.sites[site].job_types
+        assert {"noop", "sleep", "flaky", "fail", "transcode", "8k_transcode"} <= rules.sites[
+            site
+        ].job_types
 
 
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ("[burst]\nprivate_backlog_threshold = -1\n[sites.public]\njob_types=[]\n",
-         "burst.private_backlog_threshold"),
+        (
+            "[burst]\nprivate_backlog_threshold = -1\n[sites.public]\njob_types=[]\n",
+            "burst.private_backlog_threshold",
+        ),
         ("[job_types]\nrender = 'moon'\n[sites.public]\njob_types=[]\n", "job_types.render"),
-        ("[burst]\nclassifications = ['confidential']\n[sites.public]\njob_types=[]\n",
-         "burst.classifications"),
+        (
+            "[burst]\nclassifications = ['confidential']\n[sites.public]\njob_types=[]\n",
+            "burst.classifications",
+        ),
         ("[sites.public]\njob_types=[]\nsurprise = 1\n", "sites.public.surprise"),
         ("[burst\n", "line 1"),
     ],

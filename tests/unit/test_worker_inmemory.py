@@ -25,15 +25,20 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 def worker(site: Site, registry: Registry | None = None) -> Worker:
     settings = WorkerSettings(RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=300, WORKER_NAME="w1")
-    built = build(site, settings, executor=InProcessExecutor(registry or register_builtins(
-        Registry())), clock=lambda: NOW)
+    built = build(
+        site,
+        settings,
+        executor=InProcessExecutor(registry or register_builtins(Registry())),
+        clock=lambda: NOW,
+    )
     built.runner.rng = random.Random(7)
     return built
 
 
 def placed(site: str, job_type: str = "noop", **fields: Any) -> bytes:
-    return json.dumps({"job_id": str(uuid.uuid4()), "job_type": job_type, "site": site,
-                       **fields}).encode()
+    return json.dumps(
+        {"job_id": str(uuid.uuid4()), "job_type": job_type, "site": site, **fields}
+    ).encode()
 
 
 async def dispatch(w: Worker, site: str, body: bytes) -> None:
@@ -46,7 +51,8 @@ async def test_runs_a_job_and_reports_its_lifecycle() -> None:
     async with TestRabbitBroker(w.broker):
         await dispatch(w, "private", placed("private", "transcode", params={"work_ms": 5}))
     types = seen.types()
-    assert types[0] == "JobStarted" and types[-1] == "JobSucceeded"
+    assert types[0] == "JobStarted"
+    assert types[-1] == "JobSucceeded"
     assert types.count("JobProgress") == 10
     succeeded = seen.events[-1]
     assert (succeeded["site"], succeeded["attempt"]) == ("private", 1)
@@ -105,10 +111,12 @@ async def test_attempt_over_its_timeout_fails_with_timeout() -> None:
     w = worker(Site.PRIVATE)
     seen = capture(w.broker)
     async with TestRabbitBroker(w.broker):
-        await dispatch(w, "private", placed("private", "sleep", params={"seconds": 5},
-                                            timeout_seconds=0.05))
+        await dispatch(
+            w, "private", placed("private", "sleep", params={"seconds": 5}, timeout_seconds=0.05)
+        )
     failed = [e for e in seen.events if e["type"] == "JobFailed"]
-    assert failed and failed[0]["error"].startswith("timeout")
+    assert failed
+    assert failed[0]["error"].startswith("timeout")
 
 
 async def test_permanent_handler_errors_are_not_retried() -> None:
