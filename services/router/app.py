@@ -66,7 +66,12 @@ def build(
         title="router.intake",
     )
     async def on_submitted(msg: RabbitMessage) -> None:
-        await settle(msg, topology.ROUTER_INTAKE.name, _counted(intake.handle))
+        redelivered = bool(getattr(msg.raw_message, "redelivered", False))
+
+        async def handle(body: bytes, queue: str) -> str:
+            return await intake.handle(body, queue, redelivered=redelivered)
+
+        await settle(msg, topology.ROUTER_INTAKE.name, _counted(handle))
 
     @broker.subscriber(
         topology.ROUTER_DUE,

@@ -21,7 +21,7 @@ from shared.errors import UnprocessableMessage
 from shared.placement.decision import Placement, Refusal, place
 from shared.placement.rules import Rules
 
-from .dedup import SeenJobs
+from .dedup import Claim, SeenJobs
 
 log = logging.getLogger("hybridq.router")
 
@@ -46,18 +46,23 @@ class Intake:
         self.seen = seen
         self.clock = clock
 
-    async def handle(self, body: bytes, source_queue: str) -> str:
+    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
         """Process one intake message; returns what happened (for logs and metrics)."""
         try:
             job = parse_job_submitted(body)
         except UnprocessableMessage as exc:
             await self._unprocessable(body, exc, source_queue)
             return f"dead_lettered:{exc.reason}"
-        if self.seen.contains(job.job_id):
+        claim = self.seen.claim(job.job_id)
+        if claim is Claim.DONE or (claim is Claim.PENDING and not redelivered):
             log.info("duplicate job_id: not run again", extra={"job_id": str(job.job_id)})
             return "duplicate"
-        outcome = await self._accept(job)
-        self.seen.add(job.job_id)
+        try:
+            outcome = await self._accept(job)
+        except BaseException:
+            self.seen.release(job.job_id)
+            raise
+        self.seen.done(job.job_id)
         return outcome
 
     async def _accept(self, job: JobSubmitted) -> str:

@@ -1,0 +1,151 @@
+"""Issue 4: delays, retries with backoff, dead letters and redrive, poison, priorities,
+duplicates -- on the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from devtools.stack import Stack
+from tests.e2e.client import events, job, publish_raw, submit, wait_for
+
+pytestmark = pytest.mark.connected
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def test_delayed_jobs_start_within_their_window(stack: Stack) -> None:
+    not_before = datetime.now(UTC) + timedelta(seconds=3)
+    delayed, at_time = await submit(
+        stack.env["AMQP_URL"],
+        job("noop", delay_seconds=2),
+        job("noop", not_before=not_before.isoformat()),
+    )
+    assert (await wait_for(stack.api, delayed, {"scheduled"}))["status"] == "scheduled"
+    for job_id, earliest, delay in ((delayed, None, 2.0), (at_time, not_before, 3.0)):
+        view = await wait_for(stack.api, job_id)
+        assert view["status"] == "succeeded"
+        history = await events(stack.api, job_id)
+        scheduled = next(e for e in history if e["type"] == "JobScheduled")
+        due = ts(scheduled["not_before"])
+        if earliest is not None:
+            assert due == earliest
+        started = ts(view["started_at"])
+        assert started >= due, "started before its time"
+        assert (started - due).total_seconds() <= 1 + 0.1 * delay
+        assert [e["type"] for e in history][:3] == ["JobSubmitted", "JobScheduled", "JobRouted"]
+
+
+async def test_failing_twice_then_succeeding_takes_three_attempts_with_growing_gaps(
+    stack: Stack,
+) -> None:
+    (job_id,) = await submit(stack.env["AMQP_URL"], job("flaky", params={"fail_times": 2}))
+    view = await wait_for(stack.api, job_id)
+    assert (view["status"], view["attempts"]) == ("succeeded", 3)
+    history = await events(stack.api, job_id)
+    failed = [e for e in history if e["type"] == "JobFailed"]
+    assert [f["attempt"] for f in failed] == [1, 2]
+    gaps = [(ts(f["retry_at"]) - ts(f["occurred_at"])).total_seconds() for f in failed]
+    assert gaps[1] > gaps[0] > 0  # RETRY_BASE_SECONDS=0.2: ~0.2 s then ~0.4 s
+    starts = [ts(e["occurred_at"]) for e in history if e["type"] == "JobStarted"]
+    for fail_event, next_start in zip(failed, starts[1:], strict=True):
+        assert next_start >= ts(fail_event["retry_at"]), "retried before retry_at"
+
+
+async def test_always_failing_job_is_dead_lettered_and_can_be_redriven(stack: Stack) -> None:
+    (job_id,) = await submit(
+        stack.env["AMQP_URL"], job("fail", max_attempts=2, params={"error": "disk on fire"})
+    )
+    view = await wait_for(stack.api, job_id)
+    assert (view["status"], view["attempts"]) == ("dead_lettered", 2)
+    assert "disk on fire" in view["error"]
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        letters = (await http.get("/dead-letters", params={"limit": 500})).json()["items"]
+        [letter] = [d for d in letters if d["job_id"] == job_id]
+        assert (letter["reason"], letter["source_queue"]) == ("max_attempts", "jobs.private")
+        answer = await http.post(
+            "/dead-letters/redrive", json={"ids": [letter["id"]], "site": "public"}
+        )
+        assert answer.status_code == 202
+        assert answer.json()["redriven"] == 1
+    await wait_for(stack.api, job_id, {"queued", "running", "retrying"}, timeout=10)
+    view = await wait_for(stack.api, job_id)
+    assert (view["status"], view["attempts"], view["site"]) == ("dead_lettered", 4, "public")
+    history = await events(stack.api, job_id)
+    redriven = [e for e in history if e["type"] == "JobRedriven"]
+    assert len(redriven) == 1
+    assert redriven[0]["dead_letter_id"] == letter["id"]
+    assert [e["attempt"] for e in history if e["type"] == "JobStarted"] == [1, 2, 3, 4]
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        still_open = (await http.get("/dead-letters", params={"limit": 500})).json()["items"]
+    assert letter["id"] not in {d["id"] for d in still_open}
+
+
+async def test_poison_messages_are_dead_lettered_while_valid_jobs_run(stack: Stack) -> None:
+    poison = {
+        "malformed_json": b'{"job_id": ',
+        "schema": json.dumps(job("noop", priority="high")).encode(),
+        "oversize": json.dumps(job("noop", params={"blob": "x" * 300_000})).encode(),
+        "unknown_schema_version": json.dumps(job("noop", schema_version=99)).encode(),
+    }
+    await publish_raw(stack.env["AMQP_URL"], list(poison.values()))
+    (good,) = await submit(stack.env["AMQP_URL"], job("noop"))
+    assert (await wait_for(stack.api, good))["status"] == "succeeded"
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        letters = (await http.get("/dead-letters", params={"limit": 500})).json()["items"]
+    bodies = {d["reason"]: d for d in letters if d["source_queue"] == "jobs.router.intake"}
+    assert set(poison) <= set(bodies)
+    for reason in ("schema", "oversize", "unknown_schema_version"):
+        job_id = json.loads(poison[reason])["job_id"]
+        assert (await wait_for(stack.api, job_id))["status"] == "rejected"
+    # the broker's own dead-letter queue holds them too, with the reason in headers
+    async with httpx.AsyncClient(auth=("guest", "guest")) as http:
+        vhost = stack.env["AMQP_URL"].rsplit("/", 1)[1]
+        got = await http.post(
+            f"http://127.0.0.1:15672/api/queues/{vhost}/jobs.dead-letter/get",
+            json={"count": 100, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        )
+    reasons = {m["properties"]["headers"]["x-hybridq-reason"] for m in got.json()}
+    assert set(poison) <= reasons
+
+
+async def test_priority_nine_overtakes_a_backlog_of_priority_one(stack: Stack) -> None:
+    stack.stop("private_worker")
+    try:
+        low = await submit(
+            stack.env["AMQP_URL"],
+            *(job("noop", priority=1, target_cloud="private") for _ in range(30)),
+        )
+        high = await submit(
+            stack.env["AMQP_URL"],
+            *(job("noop", priority=9, target_cloud="private") for _ in range(3)),
+        )
+        for job_id in low + high:
+            await wait_for(stack.api, job_id, {"queued"})
+    finally:
+        stack.env["WORKER_CONCURRENCY"] = "1"
+        stack.start("private_worker")
+        del stack.env["WORKER_CONCURRENCY"]
+    views = [await wait_for(stack.api, j) for j in low + high]
+    started = {v["job_id"]: ts(v["started_at"]) for v in views}
+    assert max(started[j] for j in high) < min(started[j] for j in low)
+
+
+async def test_duplicate_job_id_runs_once_even_across_a_router_restart(stack: Stack) -> None:
+    spec = job("noop")
+    await submit(stack.env["AMQP_URL"], spec, spec)
+    await wait_for(stack.api, spec["job_id"])
+    assert stack.stop("router") == {"router": 0}
+    stack.start("router")
+    await submit(stack.env["AMQP_URL"], spec)
+    (marker,) = await submit(stack.env["AMQP_URL"], job("noop"))
+    await wait_for(stack.api, marker)  # the router has processed the duplicate by now
+    history = await events(stack.api, spec["job_id"])
+    assert [e["type"] for e in history].count("JobStarted") == 1
