@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 log = logging.getLogger("hybridq.queue_depth")
@@ -55,11 +56,13 @@ class QueueDepths:
             if self._channel is None or self._channel.is_closed:
                 self._channel = await self._connection.channel()
             try:
-                q = await self._channel.declare_queue(name, passive=True)
-            except aio_pika.exceptions.ChannelClosed:
+                # aiormq directly: aio-pika's robust channel answers a repeated passive
+                # declare from its cache, with the counts of the first one.
+                underlay = await self._channel.get_underlay_channel()
+                result = await underlay.queue_declare(name, passive=True)
+            except aiormq.exceptions.ChannelClosed:
                 self._channel = None  # the queue does not exist (yet)
                 continue
-            result = q.declaration_result
             self.readings[name] = Depth(
                 result.message_count or 0, result.consumer_count or 0, time.monotonic()
             )

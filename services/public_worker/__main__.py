@@ -1,11 +1,19 @@
 """`python -m services.public_worker`"""
 
-import asyncio
+from __future__ import annotations
 
-from shared.contracts.jobs import Site
-from shared.logs import configure
-from shared.settings import WorkerSettings
-from shared.worker.service import build
+import signal
+import sys
+
+# Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+import asyncio  # noqa: E402
+
+from shared.contracts.jobs import Site  # noqa: E402
+from shared.logs import configure  # noqa: E402
+from shared.settings import WorkerSettings  # noqa: E402
+from shared.worker.service import build  # noqa: E402
 
 
 def main() -> None:

@@ -1,11 +1,19 @@
 """`python -m services.router`"""
 
-import asyncio
+from __future__ import annotations
 
-from shared.logs import configure
-from shared.settings import RouterSettings
+import signal
+import sys
 
-from .app import build
+# Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+import asyncio  # noqa: E402
+
+from shared.logs import configure  # noqa: E402
+from shared.settings import RouterSettings  # noqa: E402
+
+from .app import build  # noqa: E402
 
 
 def main() -> None:

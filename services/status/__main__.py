@@ -5,10 +5,14 @@ from __future__ import annotations
 import signal
 import sys
 
-import uvicorn
+# Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
-from shared.logs import configure
-from shared.settings import StatusSettings
+
+import uvicorn  # noqa: E402
+
+from shared.logs import configure  # noqa: E402
+from shared.settings import StatusSettings  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
