@@ -144,3 +144,4 @@ async def test_public_worker_can_run_jobs_on_a_remote_batch_api(
             stack.env.pop(key)
         stack.start("public_worker")
         server.should_exit = True
+        await asyncio.sleep(2)  # up and consuming before the module's stack is stopped
