@@ -43,7 +43,8 @@ async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[
 
     Returns the events that were new (the rest were duplicates, skipped by event_id).
     """
-    if not events:
+    unique = list({e.event_id: e for e in events}.values())
+    if not unique:
         return []
     async with engine.begin() as conn:
         inserted = await conn.execute(
@@ -58,14 +59,14 @@ async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[
                         "occurred_at": e.occurred_at,
                         "payload": e.model_dump(mode="json"),
                     }
-                    for e in {e.event_id: e for e in events}.values()
+                    for e in unique
                 ]
             )
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(job_events.c.event_id)
         )
         new_ids = {r.event_id for r in inserted}
-        fresh = [e for e in events if e.event_id in new_ids]
+        fresh = [e for e in unique if e.event_id in new_ids]
         by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
         for event in fresh:
             by_job[event.job_id].append(event)

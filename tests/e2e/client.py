@@ -41,14 +41,22 @@ async def submit(amqp_url: str, *jobs: dict[str, Any]) -> list[str]:
     return [j["job_id"] for j in jobs]
 
 
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 async def wait_for(
-    api: str, job_id: str, statuses: set[str] | None = None, timeout: float = 30
+    api: str,
+    job_id: str,
+    statuses: set[str] | None = None,
+    timeout: float = 30,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Poll GET /jobs/{id} until its status is in `statuses` (default: any terminal)."""
     wanted = statuses or TERMINAL
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api, timeout=10, headers=_headers(token)) as http:
         while time.monotonic() < deadline:
             response = await http.get(f"/jobs/{job_id}")
             if response.status_code == 200:
@@ -59,8 +67,8 @@ async def wait_for(
     raise AssertionError(f"job {job_id} not {wanted} in {timeout}s; last view: {last}")
 
 
-async def events(api: str, job_id: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+async def events(api: str, job_id: str, token: str | None = None) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=api, timeout=10, headers=_headers(token)) as http:
         response = await http.get(f"/jobs/{job_id}/events")
         response.raise_for_status()
         items: list[dict[str, Any]] = response.json()["items"]
