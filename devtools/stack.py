@@ -20,6 +20,7 @@ class Stack:
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    per_service: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def api(self) -> str:

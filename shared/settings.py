@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.topology import WorkQueueType
+
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "services" / "router" / "rules.toml"
 
 
@@ -20,6 +22,7 @@ class BrokerSettings(BaseSettings):
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     metrics_port: int | None = Field(default=None, alias="METRICS_PORT")
     drain_seconds: float = Field(default=25.0, gt=0, le=30, alias="DRAIN_SECONDS")
+    work_queue_type: WorkQueueType = Field(default=WorkQueueType.CLASSIC, alias="WORK_QUEUE_TYPE")
 
 
 class RouterSettings(BrokerSettings):

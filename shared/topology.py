@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
@@ -19,7 +20,9 @@ INTAKE = RabbitExchange("jobs.intake", type=ExchangeType.TOPIC, durable=True)
 EVENTS = RabbitExchange("jobs.events", type=ExchangeType.TOPIC, durable=True)
 DISPATCH = RabbitExchange("jobs.dispatch", type=ExchangeType.DIRECT, durable=True)
 DELAY = RabbitExchange("jobs.delay", type=ExchangeType.DIRECT, durable=True)
-DEAD_LETTER_EXCHANGE = RabbitExchange("jobs.dead-letter", type=ExchangeType.FANOUT, durable=True)
+DEAD_LETTER_EXCHANGE = RabbitExchange("jobs.dlx", type=ExchangeType.FANOUT, durable=True)
+"""Dead-letter exchange; it feeds the `jobs.dead-letter` queue (operators) and the status
+service's copy. Named apart from the queue so that permission patterns tell them apart."""
 
 SUBMITTED_KEY = "job.submitted"
 DUE_KEY = "due"
@@ -47,16 +50,39 @@ def _quorum(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
 
 
 # -- public queues ----------------------------------------------------------------------
-def work_queue(site: Site) -> RabbitQueue:
-    """`jobs.public` / `jobs.private`: classic priority queues (see docs/design.md)."""
+class WorkQueueType(StrEnum):
+    """How `jobs.public` / `jobs.private` are declared (setting WORK_QUEUE_TYPE).
+
+    classic: a priority queue (`x-max-priority` 9) on RabbitMQ 3.10 to 4.x; one node.
+    quorum: replicated across a cluster, with a delivery limit; RabbitMQ 4.x orders it by
+    two priority levels (5-9 before 0-4), 3.10-3.13 ignore priorities on quorum queues.
+    """
+
+    CLASSIC = "classic"
+    QUORUM = "quorum"
+
+
+WORK_DELIVERY_LIMIT = 10
+
+
+def work_queue_name(site: Site) -> str:
+    return f"jobs.{site.value}"
+
+
+def work_queue(site: Site, kind: WorkQueueType = WorkQueueType.CLASSIC) -> RabbitQueue:
+    if kind is WorkQueueType.QUORUM:
+        return _quorum(
+            work_queue_name(site),
+            routing_key=site.value,
+            **{"x-delivery-limit": WORK_DELIVERY_LIMIT, **_DEAD_LETTERING},
+        )
     return _classic(
-        f"jobs.{site.value}",
+        work_queue_name(site),
         routing_key=site.value,
         **{"x-max-priority": MAX_PRIORITY, **_DEAD_LETTERING},
     )
 
 
-WORK_QUEUES = {site: work_queue(site) for site in Site}
 DEAD_LETTER_QUEUE = _classic("jobs.dead-letter")
 
 # -- internal queues --------------------------------------------------------------------
@@ -119,24 +145,35 @@ def tier_for(remaining_seconds: float) -> DelayTier:
 Binding = tuple[RabbitQueue, RabbitExchange]
 
 BASE_EXCHANGES = (INTAKE, EVENTS, DISPATCH, DELAY, DEAD_LETTER_EXCHANGE)
-BASE_BINDINGS: tuple[Binding, ...] = (
-    *((q, DISPATCH) for q in WORK_QUEUES.values()),
-    *((t.queue, DELAY) for t in DELAY_TIERS),
-    (ROUTER_DUE, DELAY),
-    (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
-)
-"""Queues every publisher relies on: without them a message published before its
-consumer starts would be unroutable. Every service declares them, so start order does
-not matter and a fresh vhost works."""
 
-ROUTER_BINDINGS: tuple[Binding, ...] = (*BASE_BINDINGS, (ROUTER_INTAKE, INTAKE))
-WORKER_BINDINGS: tuple[Binding, ...] = BASE_BINDINGS
-STATUS_BINDINGS: tuple[Binding, ...] = (
-    *BASE_BINDINGS,
-    (ROUTER_INTAKE, INTAKE),
-    (STATUS_EVENTS, EVENTS),
-    (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
-)
+
+def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
+    """Queues every publisher relies on: without them a message published before its
+    consumer starts would be unroutable. Every service declares them, so start order
+    does not matter and a fresh vhost works."""
+    return (
+        *((work_queue(site, kind), DISPATCH) for site in Site),
+        *((t.queue, DELAY) for t in DELAY_TIERS),
+        (ROUTER_DUE, DELAY),
+        (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
+    )
+
+
+def router_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
+    return (*base_bindings(kind), (ROUTER_INTAKE, INTAKE))
+
+
+def worker_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
+    return base_bindings(kind)
+
+
+def status_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
+    return (
+        *base_bindings(kind),
+        (ROUTER_INTAKE, INTAKE),
+        (STATUS_EVENTS, EVENTS),
+        (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
+    )
 
 
 async def declare(
@@ -151,9 +188,9 @@ async def declare(
         await robust_queue.bind(declared[exchange.name], routing_key=queue.routing())
 
 
-def all_queues() -> list[RabbitQueue]:
+def all_queues(kind: WorkQueueType = WorkQueueType.CLASSIC) -> list[RabbitQueue]:
     """Every durable queue of the topology (for definitions and docs)."""
     seen: dict[str, RabbitQueue] = {}
-    for queue, _ in (*STATUS_BINDINGS, (ROUTER_DUE, DELAY)):
+    for queue, _ in status_bindings(kind):
         seen.setdefault(queue.name, queue)
     return list(seen.values())

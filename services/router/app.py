@@ -24,7 +24,7 @@ from .dedup import SeenJobs
 from .due import DueJobs
 from .intake import Intake
 
-PRIVATE_QUEUE = topology.WORK_QUEUES[Site.PRIVATE].name
+PRIVATE_QUEUE = topology.work_queue_name(Site.PRIVATE)
 
 
 def _now() -> datetime:
@@ -89,7 +89,7 @@ def build(
     @app.on_startup
     async def declare() -> None:
         await broker.connect()
-        await topology.declare(broker, topology.ROUTER_BINDINGS)
+        await topology.declare(broker, topology.router_bindings(settings.work_queue_type))
         if private_backlog is None:
             await depths.start()
         if settings.metrics_port:

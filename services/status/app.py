@@ -42,7 +42,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         subscribe(broker, bus, projector, engine)
         await projector.start()
         await broker.connect()
-        await topology.declare(broker, topology.STATUS_BINDINGS)
+        await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
         await broker.start()
         await depths.start()
         app.state.resources = Resources(

@@ -55,7 +55,7 @@ def build(
         settings.amqp_url, settings.concurrency, graceful_timeout=settings.drain_seconds + 3
     )
     cancellations = Cancellations()
-    queue = topology.WORK_QUEUES[site]
+    queue = topology.work_queue(site, settings.work_queue_type)
     runner = Runner(
         site=site,
         bus=Bus(broker),
@@ -89,7 +89,7 @@ def build(
     @app.on_startup
     async def declare() -> None:
         await broker.connect()
-        await topology.declare(broker, topology.WORKER_BINDINGS)
+        await topology.declare(broker, topology.worker_bindings(settings.work_queue_type))
         if settings.metrics_port:
             serve_metrics(settings.metrics_port)
 

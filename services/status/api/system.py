@@ -15,6 +15,7 @@ from services.status.api.auth import Reader
 from services.status.api.deps import Res, Resources
 from services.status.api.schemas import Stats
 from shared import topology
+from shared.contracts.jobs import Site
 from shared.metrics import JOBS_BY_STATUS
 
 router = APIRouter(tags=["operations"])
@@ -75,7 +76,7 @@ async def metrics() -> Response:
 
 
 QUEUES_SHOWN = [
-    *(q.name for q in topology.WORK_QUEUES.values()),
+    *(topology.work_queue_name(site) for site in Site),
     topology.DEAD_LETTER_QUEUE.name,
     topology.ROUTER_INTAKE.name,
     topology.STATUS_EVENTS.name,

@@ -1,0 +1,139 @@
+"""deploy/rabbitmq/definitions.json: in step with the code, importable, least privilege."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import aio_pika
+import aiormq
+import httpx
+import pytest
+
+from devtools import definitions, environment
+from devtools.stack import Stack
+from tests.conftest import free_port
+from tests.e2e.client import job, submit, wait_for
+
+pytestmark = pytest.mark.connected
+ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
+SERVICE_USERS = {"router": "hybridq-router", "public_worker": "hybridq-public-worker",
+                 "private_worker": "hybridq-private-worker", "status": "hybridq-status"}
+
+
+def test_definitions_file_is_generated_from_the_topology() -> None:
+    assert DEFINITIONS.read_text() == definitions.render(), \
+        "run: python -m devtools.definitions > deploy/rabbitmq/definitions.json"
+
+
+def test_no_deploy_file_uses_guest() -> None:
+    for path in (ROOT / "deploy").rglob("*"):
+        if path.is_file():
+            assert "guest" not in path.read_text(errors="ignore").lower(), path
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """The definitions applied to a fresh vhost, users suffixed so runs never collide."""
+    vhost = f"hybridq_test_defs_{uuid.uuid4().hex[:8]}"
+    suffix = f"-{uuid.uuid4().hex[:6]}"
+    secrets = tmp_path_factory.mktemp("secrets")
+    admin = secrets / "admin"
+    admin.write_text("guest")  # the local test broker's admin; never a deploy default
+    passwords = secrets / "users"
+    passwords.mkdir()
+    for user in [*SERVICE_USERS.values(), "hybridq-operator"]:
+        (passwords / user).write_text(f"pw-{user}")
+    subprocess.run(
+        [sys.executable, str(ROOT / "deploy/rabbitmq/apply.py"), "--admin-user", "guest",
+         "--admin-password-file", str(admin), "--vhost", vhost, "--passwords-dir",
+         str(passwords), f"--user-suffix={suffix}"],
+        check=True, capture_output=True,
+    )
+    yield vhost, suffix, passwords
+    environment.delete_vhost(vhost)
+    with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN) as http:
+        for user in [*SERVICE_USERS.values(), "hybridq-operator"]:
+            http.delete(f"/api/users/{quote(user + suffix, safe='')}")
+
+
+def url(vhost: str, suffix: str, user: str) -> str:
+    return f"amqp://{user}{suffix}:pw-{user}@127.0.0.1:5672/{quote(vhost, safe='')}"
+
+
+async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    return None
+
+
+async def consume_refused(amqp_url: str, queue: str) -> bool:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        q = await channel.get_queue(queue, ensure=False)
+        try:
+            await q.consume(_ignore)
+        except aiormq.exceptions.ChannelAccessRefused:
+            return True
+        return False
+
+
+@pytest.mark.parametrize(
+    ("user", "queue", "refused"),
+    [
+        ("hybridq-public-worker", "jobs.private", True),
+        ("hybridq-public-worker", "jobs.router.intake", True),
+        ("hybridq-public-worker", "jobs.dead-letter", True),
+        ("hybridq-public-worker", "jobs.public", False),
+        ("hybridq-private-worker", "jobs.public", True),
+        ("hybridq-private-worker", "jobs.private", False),
+        ("hybridq-status", "jobs.router.intake", True),
+        ("hybridq-status", "jobs.status.events", False),
+        ("hybridq-router", "jobs.router.intake", False),
+        ("hybridq-router", "jobs.status.events", True),
+    ],
+)
+async def test_permissions_hold(loaded: tuple[str, str, Path], user: str, queue: str,
+                                refused: bool) -> None:
+    vhost, suffix, _ = loaded
+    assert await consume_refused(url(vhost, suffix, user), queue) is refused
+
+
+async def test_a_worker_cannot_configure_what_it_does_not_use(
+    loaded: tuple[str, str, Path],
+) -> None:
+    vhost, suffix, _ = loaded
+    connection = await aio_pika.connect(url(vhost, suffix, "hybridq-public-worker"))
+    async with connection:
+        channel = await connection.channel()
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await channel.declare_queue("jobs.status.events", durable=True)
+
+
+async def test_services_run_with_only_their_own_users(
+    loaded: tuple[str, str, Path], database_url: str, tmp_path: Path
+) -> None:
+    vhost, suffix, _ = loaded
+    env = {"DATABASE_URL": database_url, "STATUS_HTTP_PORT": str(free_port()),
+           "ROUTER_STATE_DIR": str(tmp_path / "router"),
+           "AMQP_URL": url(vhost, suffix, "hybridq-operator")}
+    per_service = {name: {"AMQP_URL": url(vhost, suffix, user)}
+                   for name, user in SERVICE_USERS.items()}
+    stack = Stack(env, tmp_path / "logs", per_service=per_service)
+    stack.start()
+    try:
+        stack.wait_ready()
+        jobs = [job("noop", target_cloud="public"), job("flaky", params={"fail_times": 1}),
+                job("noop", delay_seconds=1)]
+        await submit(url(vhost, suffix, "hybridq-operator"), *jobs)
+        async with httpx.AsyncClient(base_url=stack.api) as http:
+            posted = (await http.post("/jobs", json={"job_type": "noop"})).json()["job_id"]
+        for job_id in [*(j["job_id"] for j in jobs), posted]:
+            assert (await wait_for(stack.api, job_id))["status"] == "succeeded"
+    finally:
+        codes = stack.stop()
+    assert set(codes.values()) == {0}, f"see {tmp_path / 'logs'}"
