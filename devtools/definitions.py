@@ -42,15 +42,34 @@ def _work(site: Site) -> RabbitQueue:
 
 
 SERVICES = (
-    ServiceAccess("hybridq-router", "jobs.cancel.router.", topology.router_bindings(),
-                  (topology.ROUTER_INTAKE, topology.ROUTER_DUE), ALL_PUBLISHED),
-    ServiceAccess("hybridq-public-worker", "jobs.cancel.public-worker.",
-                  topology.worker_bindings(), (_work(Site.PUBLIC),), ALL_PUBLISHED),
-    ServiceAccess("hybridq-private-worker", "jobs.cancel.private-worker.",
-                  topology.worker_bindings(), (_work(Site.PRIVATE),), ALL_PUBLISHED),
-    ServiceAccess("hybridq-status", None, topology.status_bindings(),
-                  (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS),
-                  (topology.INTAKE, *ALL_PUBLISHED)),
+    ServiceAccess(
+        "hybridq-router",
+        "jobs.cancel.router.",
+        topology.router_bindings(),
+        (topology.ROUTER_INTAKE, topology.ROUTER_DUE),
+        ALL_PUBLISHED,
+    ),
+    ServiceAccess(
+        "hybridq-public-worker",
+        "jobs.cancel.public-worker.",
+        topology.worker_bindings(),
+        (_work(Site.PUBLIC),),
+        ALL_PUBLISHED,
+    ),
+    ServiceAccess(
+        "hybridq-private-worker",
+        "jobs.cancel.private-worker.",
+        topology.worker_bindings(),
+        (_work(Site.PRIVATE),),
+        ALL_PUBLISHED,
+    ),
+    ServiceAccess(
+        "hybridq-status",
+        None,
+        topology.status_bindings(),
+        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS),
+        (topology.INTAKE, *ALL_PUBLISHED),
+    ),
 )
 
 
@@ -82,41 +101,93 @@ def definitions() -> dict[str, Any]:
     return {
         "rabbitmq_version": "3.13.0",
         "users": [
-            {"name": s.user, "password_hash": "",
-             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+            {
+                "name": s.user,
+                "password_hash": "",
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": [],
+            }
             for s in SERVICES
-        ] + [{"name": "hybridq-operator", "password_hash": "",
-              "hashing_algorithm": "rabbit_password_hashing_sha256",
-              "tags": ["administrator"]}],
+        ]
+        + [
+            {
+                "name": "hybridq-operator",
+                "password_hash": "",
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["administrator"],
+            }
+        ],
         "vhosts": [{"name": VHOST}],
         "permissions": [{"user": s.user, "vhost": VHOST, **permissions(s)} for s in SERVICES]
-        + [{"user": "hybridq-operator", "vhost": VHOST, "configure": ".*", "write": ".*",
-            "read": ".*"}],
+        + [
+            {
+                "user": "hybridq-operator",
+                "vhost": VHOST,
+                "configure": ".*",
+                "write": ".*",
+                "read": ".*",
+            }
+        ],
         "policies": [
-            {"vhost": VHOST, "name": "hybridq-work-queue-limits",
-             "pattern": r"^jobs\.(public|private)$", "apply-to": "queues", "priority": 0,
-             "definition": {"max-length": 1_000_000, "overflow": "reject-publish"}},
-            {"vhost": VHOST, "name": "hybridq-router-delivery-limit",
-             "pattern": r"^jobs\.router\.(intake|due)$", "apply-to": "queues", "priority": 0,
-             "definition": {"delivery-limit": topology.INTAKE_DELIVERY_LIMIT,
-                            "dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE.name}},
-            {"vhost": VHOST, "name": "hybridq-dead-letter-retention",
-             "pattern": r"^jobs\.dead-letter$", "apply-to": "queues", "priority": 0,
-             "definition": {"max-length": 1_000_000, "overflow": "drop-head"}},
+            {
+                "vhost": VHOST,
+                "name": "hybridq-work-queue-limits",
+                "pattern": r"^jobs\.(public|private)$",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {"max-length": 1_000_000, "overflow": "reject-publish"},
+            },
+            {
+                "vhost": VHOST,
+                "name": "hybridq-router-delivery-limit",
+                "pattern": r"^jobs\.router\.(intake|due)$",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {
+                    "delivery-limit": topology.INTAKE_DELIVERY_LIMIT,
+                    "dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE.name,
+                },
+            },
+            {
+                "vhost": VHOST,
+                "name": "hybridq-dead-letter-retention",
+                "pattern": r"^jobs\.dead-letter$",
+                "apply-to": "queues",
+                "priority": 0,
+                "definition": {"max-length": 1_000_000, "overflow": "drop-head"},
+            },
         ],
         "exchanges": [
-            {"name": e.name, "vhost": VHOST, "type": e.type.value, "durable": True,
-             "auto_delete": False, "internal": False, "arguments": {}}
+            {
+                "name": e.name,
+                "vhost": VHOST,
+                "type": e.type.value,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
             for e in topology.BASE_EXCHANGES
         ],
         "queues": [
-            {"name": q.name, "vhost": VHOST, "durable": True, "auto_delete": False,
-             "arguments": _arguments(q)}
+            {
+                "name": q.name,
+                "vhost": VHOST,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": _arguments(q),
+            }
             for q in queues
         ],
         "bindings": [
-            {"source": e.name, "vhost": VHOST, "destination": q.name,
-             "destination_type": "queue", "routing_key": q.routing(), "arguments": {}}
+            {
+                "source": e.name,
+                "vhost": VHOST,
+                "destination": q.name,
+                "destination_type": "queue",
+                "routing_key": q.routing(),
+                "arguments": {},
+            }
             for q, e in bindings
         ],
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,3 +57,17 @@ class StatusSettings(BrokerSettings):
     batch_size: int = Field(default=200, ge=1, alias="PROJECTION_BATCH_SIZE")
     batch_wait_seconds: float = Field(default=0.02, ge=0, alias="PROJECTION_BATCH_WAIT_SECONDS")
     stats_max_age_seconds: float = Field(default=1.0, gt=0, le=1, alias="STATS_MAX_AGE_SECONDS")
+
+
+S = TypeVar("S", bound=BrokerSettings)
+
+
+def load(kind: type[S]) -> S:
+    """Settings from the environment, then from secret files.
+
+    With HYBRIDQ_SECRETS_DIR set (e.g. /run/secrets), a file there named after a variable
+    (AMQP_URL, DATABASE_URL, API_TOKEN, ADMIN_TOKEN, EXECUTOR_TOKEN) supplies its value
+    when the environment does not, so passwords need not be in the environment.
+    """
+    secrets_dir = os.environ.get("HYBRIDQ_SECRETS_DIR")
+    return kind(_secrets_dir=secrets_dir) if secrets_dir else kind()

@@ -30,7 +30,7 @@ def request(base: str, auth: str, method: str, path: str, body: Any = None) -> A
     req = urllib.request.Request(f"{base}{path}", data=data, method=method)
     req.add_header("Authorization", f"Basic {auth}")
     req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310 (operator's URL)
+    with urllib.request.urlopen(req, timeout=30) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 
@@ -55,8 +55,13 @@ def apply(args: argparse.Namespace) -> None:
         request(base, auth, "PUT", f"/api/users/{quote(name, safe='')}", body)
     for perm in definitions["permissions"]:
         name = quote(perm["user"] + args.user_suffix, safe="")
-        request(base, auth, "PUT", f"/api/permissions/{v}/{name}",
-                {k: perm[k] for k in ("configure", "write", "read")})
+        request(
+            base,
+            auth,
+            "PUT",
+            f"/api/permissions/{v}/{name}",
+            {k: perm[k] for k in ("configure", "write", "read")},
+        )
     topology = {
         key: [{k: val for k, val in item.items() if k != "vhost"} for item in definitions[key]]
         for key in ("exchanges", "queues", "bindings", "policies")
@@ -66,8 +71,9 @@ def apply(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:15672")
     parser.add_argument("--admin-user", required=True)
     parser.add_argument("--admin-password-file", required=True)

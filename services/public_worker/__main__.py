@@ -12,12 +12,12 @@ import asyncio  # noqa: E402
 
 from shared.contracts.jobs import Site  # noqa: E402
 from shared.logs import configure  # noqa: E402
-from shared.settings import WorkerSettings  # noqa: E402
+from shared.settings import WorkerSettings, load  # noqa: E402
 from shared.worker.service import build  # noqa: E402
 
 
 def main() -> None:
-    settings = WorkerSettings()
+    settings = load(WorkerSettings)
     configure("public_worker", settings.log_level)
     asyncio.run(build(Site.PUBLIC, settings).app.run())
 

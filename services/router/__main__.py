@@ -11,13 +11,13 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 import asyncio  # noqa: E402
 
 from shared.logs import configure  # noqa: E402
-from shared.settings import RouterSettings  # noqa: E402
+from shared.settings import RouterSettings, load  # noqa: E402
 
 from .app import build  # noqa: E402
 
 
 def main() -> None:
-    settings = RouterSettings()
+    settings = load(RouterSettings)
     configure("router", settings.log_level)
     asyncio.run(build(settings).app.run())
 

@@ -12,11 +12,11 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 import uvicorn  # noqa: E402
 
 from shared.logs import configure  # noqa: E402
-from shared.settings import StatusSettings  # noqa: E402
+from shared.settings import StatusSettings, load  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
-    settings = StatusSettings()
+    settings = load(StatusSettings)
     configure("status", settings.log_level)
     if argv[:1] == ["migrate"]:
         from services.status.migrate import upgrade

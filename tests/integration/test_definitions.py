@@ -22,13 +22,18 @@ from tests.e2e.client import job, submit, wait_for
 pytestmark = pytest.mark.connected
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
-SERVICE_USERS = {"router": "hybridq-router", "public_worker": "hybridq-public-worker",
-                 "private_worker": "hybridq-private-worker", "status": "hybridq-status"}
+SERVICE_USERS = {
+    "router": "hybridq-router",
+    "public_worker": "hybridq-public-worker",
+    "private_worker": "hybridq-private-worker",
+    "status": "hybridq-status",
+}
 
 
 def test_definitions_file_is_generated_from_the_topology() -> None:
-    assert DEFINITIONS.read_text() == definitions.render(), \
+    assert DEFINITIONS.read_text() == definitions.render(), (
         "run: python -m devtools.definitions > deploy/rabbitmq/definitions.json"
+    )
 
 
 def test_no_deploy_file_uses_guest() -> None:
@@ -50,10 +55,21 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     for user in [*SERVICE_USERS.values(), "hybridq-operator"]:
         (passwords / user).write_text(f"pw-{user}")
     subprocess.run(
-        [sys.executable, str(ROOT / "deploy/rabbitmq/apply.py"), "--admin-user", "guest",
-         "--admin-password-file", str(admin), "--vhost", vhost, "--passwords-dir",
-         str(passwords), f"--user-suffix={suffix}"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            str(ROOT / "deploy/rabbitmq/apply.py"),
+            "--admin-user",
+            "guest",
+            "--admin-password-file",
+            str(admin),
+            "--vhost",
+            vhost,
+            "--passwords-dir",
+            str(passwords),
+            f"--user-suffix={suffix}",
+        ],
+        check=True,
+        capture_output=True,
     )
     yield vhost, suffix, passwords
     environment.delete_vhost(vhost)
@@ -97,8 +113,9 @@ async def consume_refused(amqp_url: str, queue: str) -> bool:
         ("hybridq-router", "jobs.status.events", True),
     ],
 )
-async def test_permissions_hold(loaded: tuple[str, str, Path], user: str, queue: str,
-                                refused: bool) -> None:
+async def test_permissions_hold(
+    loaded: tuple[str, str, Path], user: str, queue: str, refused: bool
+) -> None:
     vhost, suffix, _ = loaded
     assert await consume_refused(url(vhost, suffix, user), queue) is refused
 
@@ -118,17 +135,24 @@ async def test_services_run_with_only_their_own_users(
     loaded: tuple[str, str, Path], database_url: str, tmp_path: Path
 ) -> None:
     vhost, suffix, _ = loaded
-    env = {"DATABASE_URL": database_url, "STATUS_HTTP_PORT": str(free_port()),
-           "ROUTER_STATE_DIR": str(tmp_path / "router"),
-           "AMQP_URL": url(vhost, suffix, "hybridq-operator")}
-    per_service = {name: {"AMQP_URL": url(vhost, suffix, user)}
-                   for name, user in SERVICE_USERS.items()}
+    env = {
+        "DATABASE_URL": database_url,
+        "STATUS_HTTP_PORT": str(free_port()),
+        "ROUTER_STATE_DIR": str(tmp_path / "router"),
+        "AMQP_URL": url(vhost, suffix, "hybridq-operator"),
+    }
+    per_service = {
+        name: {"AMQP_URL": url(vhost, suffix, user)} for name, user in SERVICE_USERS.items()
+    }
     stack = Stack(env, tmp_path / "logs", per_service=per_service)
     stack.start()
     try:
         stack.wait_ready()
-        jobs = [job("noop", target_cloud="public"), job("flaky", params={"fail_times": 1}),
-                job("noop", delay_seconds=1)]
+        jobs = [
+            job("noop", target_cloud="public"),
+            job("flaky", params={"fail_times": 1}),
+            job("noop", delay_seconds=1),
+        ]
         await submit(url(vhost, suffix, "hybridq-operator"), *jobs)
         async with httpx.AsyncClient(base_url=stack.api) as http:
             posted = (await http.post("/jobs", json={"job_type": "noop"})).json()["job_id"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from shared.contracts import events as ev
 from shared.contracts.jobs import JobSubmitted
 from shared.contracts.parsing import InvalidJob, parse_job_submitted
+from shared.settings import StatusSettings, load
 
 JOB_ID = uuid.uuid4()
 
@@ -87,3 +89,15 @@ def test_every_event_round_trips_with_its_routing_key(event: ev.Event) -> None:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def test_settings_read_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = tmp_path
+    (secrets / "API_TOKEN").write_text("from-a-file")
+    (secrets / "DATABASE_URL").write_text("postgresql+asyncpg://u:p@db/x")
+    monkeypatch.setenv("HYBRIDQ_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://env/wins")
+    settings = load(StatusSettings)
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "from-a-file"
+    assert settings.database_url == "postgresql+asyncpg://env/wins"
