@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: run test test-unit test-connected lint install asyncapi bench clean
+.PHONY: run test test-unit test-connected lint install generated bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-asyncapi: install
-	$(PY) -m devtools.asyncapi > docs/asyncapi.yaml
+generated: install
+	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
+	$(PY) -m devtools.definitions > deploy/rabbitmq/definitions.json
 
 bench: install
 	$(PY) -m bench.throughput

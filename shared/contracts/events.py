@@ -42,6 +42,8 @@ class Event(BaseModel):
 
 
 class JobSubmittedEvent(Event):
+    """The router accepted a job (emitted on intake, so every job is seen)."""
+
     routing_key = "job.submitted"
     rank = 0
     type: Literal["JobSubmitted"] = "JobSubmitted"
@@ -58,6 +60,8 @@ class JobSubmittedEvent(Event):
 
 
 class JobRejected(Event):
+    """A job will not run: invalid, or refused by policy (residency, no handler)."""
+
     routing_key = "job.rejected"
     rank = 1
     type: Literal["JobRejected"] = "JobRejected"
@@ -66,6 +70,8 @@ class JobRejected(Event):
 
 
 class JobScheduled(Event):
+    """A delayed job waits until `not_before` on its site."""
+
     routing_key = "job.scheduled"
     rank = 2
     type: Literal["JobScheduled"] = "JobScheduled"
@@ -74,6 +80,8 @@ class JobScheduled(Event):
 
 
 class JobRouted(Event):
+    """The router placed the job: `rule` decided, `reason` says why."""
+
     routing_key = "job.routed"
     rank = 3
     type: Literal["JobRouted"] = "JobRouted"
@@ -85,6 +93,8 @@ class JobRouted(Event):
 
 
 class JobStarted(Event):
+    """A worker started an attempt."""
+
     routing_key = "job.started"
     rank = 4
     type: Literal["JobStarted"] = "JobStarted"
@@ -94,6 +104,8 @@ class JobStarted(Event):
 
 
 class JobProgress(Event):
+    """A running attempt reports progress."""
+
     routing_key = "job.progress"
     rank = 5
     type: Literal["JobProgress"] = "JobProgress"
@@ -103,6 +115,8 @@ class JobProgress(Event):
 
 
 class JobFailed(Event):
+    """An attempt failed; `retry_at` is when the next starts (null: no retry)."""
+
     routing_key = "job.failed"
     rank = 6
     type: Literal["JobFailed"] = "JobFailed"
@@ -113,6 +127,8 @@ class JobFailed(Event):
 
 
 class JobSucceeded(Event):
+    """An attempt succeeded with `result`."""
+
     routing_key = "job.succeeded"
     rank = 7
     type: Literal["JobSucceeded"] = "JobSucceeded"
@@ -123,6 +139,8 @@ class JobSucceeded(Event):
 
 
 class JobDeadLettered(Event):
+    """The job went to the dead-letter queue after `attempts` attempts."""
+
     routing_key = "job.dead_lettered"
     rank = 8
     type: Literal["JobDeadLettered"] = "JobDeadLettered"
@@ -131,6 +149,8 @@ class JobDeadLettered(Event):
 
 
 class JobCancelled(Event):
+    """An operator cancelled the job."""
+
     routing_key = "job.cancelled"
     rank = 9
     type: Literal["JobCancelled"] = "JobCancelled"
@@ -138,6 +158,8 @@ class JobCancelled(Event):
 
 
 class JobRedriven(Event):
+    """An operator re-opened a dead-lettered job on `site`."""
+
     routing_key = "job.redriven"
     rank = 10
     type: Literal["JobRedriven"] = "JobRedriven"

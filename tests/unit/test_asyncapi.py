@@ -1,0 +1,39 @@
+"""docs/asyncapi.yaml is generated from `shared/` and stays in step with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from shared import topology
+from shared.asyncapi import document
+from shared.contracts.events import EVENT_TYPES
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+
+
+def test_committed_document_matches_the_code() -> None:
+    assert DOC.read_text() == document(), "run: make generated"
+
+
+def test_every_contract_channel_and_message_is_documented() -> None:
+    spec = yaml.safe_load(DOC.read_text())
+    channels = spec["channels"]
+    assert "jobs.intake:job.submitted" in channels
+    for event in EVENT_TYPES:
+        assert f"jobs.events:{event.routing_key}" in channels
+    for name in (
+        "jobs.dispatch:public",
+        "jobs.dispatch:private",
+        "jobs.public:consume",
+        "jobs.private:consume",
+        "jobs.dead-letter:consume",
+    ):
+        assert name in channels
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["JobSubmitted"]["required"]) == {"job_id", "job_type"}
+    assert schemas["JobSubmitted"]["additionalProperties"] is False
+    assert spec["channels"]["jobs.public:consume"]["bindings"]["amqp"]["queue"][
+        "name"
+    ] == topology.work_queue_name(topology.Site.PUBLIC)
