@@ -41,7 +41,7 @@ class Stack:
             log = (self.log_dir / f"{name}.log").open("ab")
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **self.per_service.get(name, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.subscriber import RabbitSubscriber
 
 from shared.errors import PermanentError
 
@@ -41,3 +42,18 @@ async def raw_body(msg: StreamMessage[Any]) -> bytes:
     """Decoder that leaves the body alone: handlers parse (and dead-letter) it themselves,
     so a body that is not JSON reaches them instead of failing inside FastStream."""
     return msg.body
+
+
+async def stop_deliveries(subscriber: RabbitSubscriber) -> None:
+    """Cancel the AMQP consumer now, so nothing new is delivered while we drain.
+
+    FastStream's `subscriber.stop()` sends basic.cancel only after the handlers in flight
+    finish; until then the broker keeps delivering (a job handed back on shutdown would
+    come straight back, unacked, and return redelivered). The consumer tag is cleared,
+    so FastStream's own stop() then skips its cancel.
+    """
+    queue = getattr(subscriber, "_queue_obj", None)
+    tag = getattr(subscriber, "_consumer_tag", None)
+    if queue is not None and tag is not None and not queue.channel.is_closed:
+        await queue.cancel(tag)
+        subscriber._consumer_tag = None

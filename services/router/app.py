@@ -17,7 +17,7 @@ from shared.contracts.jobs import Site
 from shared.metrics import ROUTER_OUTCOMES, serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
-from shared.service import RawHandler, raw_body, settle
+from shared.service import RawHandler, raw_body, settle, stop_deliveries
 from shared.settings import RouterSettings
 
 from .dedup import SeenJobs
@@ -58,13 +58,22 @@ def build(
     intake = Intake(bus, rules, backlog, seen, clock)
     due = DueJobs(bus, cancellations, clock)
 
-    @broker.subscriber(
+    intake_subscriber = broker.subscriber(
         topology.ROUTER_INTAKE,
         topology.INTAKE,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="router.intake",
     )
+    due_subscriber = broker.subscriber(
+        topology.ROUTER_DUE,
+        topology.DELAY,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_body,
+        title="router.due",
+    )
+
+    @intake_subscriber
     async def on_submitted(msg: RabbitMessage) -> None:
         redelivered = bool(getattr(msg.raw_message, "redelivered", False))
 
@@ -73,13 +82,7 @@ def build(
 
         await settle(msg, topology.ROUTER_INTAKE.name, _counted(handle))
 
-    @broker.subscriber(
-        topology.ROUTER_DUE,
-        topology.DELAY,
-        ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
-        title="router.due",
-    )
+    @due_subscriber
     async def on_due(msg: RabbitMessage) -> None:
         await settle(msg, topology.ROUTER_DUE.name, due.handle)
 
@@ -94,6 +97,11 @@ def build(
             await depths.start()
         if settings.metrics_port:
             serve_metrics(settings.metrics_port)
+
+    @app.on_shutdown
+    async def stop_taking() -> None:
+        await stop_deliveries(intake_subscriber)
+        await stop_deliveries(due_subscriber)
 
     @app.after_shutdown
     async def close() -> None:

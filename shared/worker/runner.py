@@ -228,10 +228,12 @@ class Runner:
     # -- graceful drain -------------------------------------------------------------
     async def drain(self, timeout: float) -> None:
         """Let running attempts finish for up to `timeout` s, then hand the rest back."""
+        log.info("draining", extra={"running": len(self.running), "drain_seconds": timeout})
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=timeout)
         left = list(self.running.items())
         for job_id, task in left:
+            log.info("handing back on shutdown", extra={"job_id": str(job_id)})
             self._handing_back.add(job_id)
             task.cancel()
         if left:

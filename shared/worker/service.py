@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from shared.bus import Bus, make_broker
 from shared.cancellations import Cancellations, listen
 from shared.contracts.jobs import Site
 from shared.metrics import serve_metrics
-from shared.service import raw_body, settle
+from shared.service import raw_body, settle, stop_deliveries
 from shared.settings import WorkerSettings
 from shared.worker.builtins import register_builtins
 from shared.worker.executors import Executor, InProcessExecutor
@@ -95,7 +96,9 @@ def build(
 
     @app.on_shutdown
     async def drain() -> None:
-        await subscriber.stop()  # take no new messages
-        await runner.drain(settings.drain_seconds)
+        # No new deliveries; then subscriber.stop() waits for the handlers in flight while
+        # runner.drain() hands back what still runs after DRAIN_SECONDS.
+        await stop_deliveries(subscriber)
+        await asyncio.gather(subscriber.stop(), runner.drain(settings.drain_seconds))
 
     return Worker(app, broker, runner)
