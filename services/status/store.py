@@ -67,30 +67,44 @@ async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[
         )
         new_ids = {r.event_id for r in inserted}
         fresh = [e for e in unique if e.event_id in new_ids]
-        by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
-        for event in fresh:
-            by_job[event.job_id].append(event)
-        for job_id in sorted(by_job):
-            await _project(conn, job_id, by_job[job_id])
+        if fresh:
+            await _project(conn, fresh)
     return fresh
 
 
-async def _project(conn: AsyncConnection, job_id: UUID, arrived: list[AnyEvent]) -> None:
-    # one writer per job at a time, even with several status replicas
+async def _project(conn: AsyncConnection, arrived: list[AnyEvent]) -> None:
+    """Re-fold every job the new events touch, with set-based statements."""
+    by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
+    for event in arrived:
+        by_job[event.job_id].append(event)
+    ids = sorted(by_job)
+    # one writer per job at a time, even with several status replicas (sorted: no deadlock)
     await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:j, 0))"), {"j": str(job_id)}
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(j::text, 0)) "
+            "FROM unnest(CAST(:ids AS uuid[])) AS j ORDER BY j"
+        ),
+        {"ids": ids},
     )
-    old_row = (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
-    old = _row_to_view(old_row) if old_row else None
-    payloads = await conn.execute(select(job_events.c.payload).where(job_events.c.job_id == job_id))
-    view = freeze(old, reduce(job_id, (parse_event(p) for (p,) in payloads)), arrived)
-    first_seen = min(e.occurred_at for e in arrived)
-    listed_at = view.submitted_at or (old_row.listed_at if old_row else first_seen)
-    row = _view_to_row(view, listed_at)
-    stmt = insert(jobs).values(row)
+    old_rows = {r.job_id: r for r in await conn.execute(select(jobs).where(jobs.c.job_id.in_(ids)))}
+    history: dict[UUID, list[AnyEvent]] = defaultdict(list)
+    for job_id, payload in await conn.execute(
+        select(job_events.c.job_id, job_events.c.payload).where(job_events.c.job_id.in_(ids))
+    ):
+        history[job_id].append(parse_event(payload))
+    rows = []
+    for job_id in ids:
+        old_row = old_rows.get(job_id)
+        old = _row_to_view(old_row) if old_row else None
+        view = freeze(old, reduce(job_id, history[job_id]), by_job[job_id])
+        first_seen = min(e.occurred_at for e in by_job[job_id])
+        listed_at = view.submitted_at or (old_row.listed_at if old_row else first_seen)
+        rows.append(_view_to_row(view, listed_at))
+    stmt = insert(jobs).values(rows)
     await conn.execute(
         stmt.on_conflict_do_update(
-            index_elements=["job_id"], set_={k: stmt.excluded[k] for k in row if k != "job_id"}
+            index_elements=["job_id"],
+            set_={k: stmt.excluded[k] for k in rows[0] if k != "job_id"},
         )
     )
 

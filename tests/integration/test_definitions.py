@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -158,7 +159,8 @@ async def test_services_run_with_only_their_own_users(
             posted = (await http.post("/jobs", json={"job_type": "noop"})).json()["job_id"]
         for job_id in [*(j["job_id"] for j in jobs), posted]:
             assert (await wait_for(stack.api, job_id))["status"] == "succeeded"
-        live = subprocess.run(
+        live = await asyncio.to_thread(
+            subprocess.run,
             ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "vhost", "user"],
             capture_output=True,
             text=True,
