@@ -31,7 +31,7 @@ class JobContext:
     report: ProgressReporter
 
     async def progress(self, percent: float, message: str = "") -> None:
-        await self.report(max(0.0, min(100.0, percent)), message)
+        await self.report(round(max(0.0, min(100.0, percent)), 2), message)
 
 
 Handler = Callable[[JobContext], Awaitable[dict[str, Any]]]
