@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,18 +14,28 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.status import groups
 from services.status.api import dead_letters, jobs, system
+from services.status.api import groups as group_routes
 from services.status.api.deps import Resources
 from services.status.consumers import subscribe
 from services.status.projector import Projector
 from shared import topology
 from shared.bus import Bus, make_broker
+from shared.contracts.events import (
+    AnyEvent,
+    JobCancelled,
+    JobDeadLettered,
+    JobRejected,
+    JobSucceeded,
+)
 from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
 
 MAX_BODY_BYTES = 1024 * 1024
+ENDINGS = (JobSucceeded, JobDeadLettered, JobCancelled, JobRejected)
 
 
 def create_app(settings: StatusSettings | None = None) -> FastAPI:
@@ -35,7 +46,15 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
-        projector = Projector(engine, settings.batch_size, settings.batch_wait_seconds)
+
+        async def after_commit(events: list[AnyEvent]) -> None:
+            ended = [e.job_id for e in events if isinstance(e, ENDINGS)]
+            for group_id in await groups.groups_of(engine, ended):
+                await groups.compensate(engine, bus, group_id)
+
+        projector = Projector(
+            engine, settings.batch_size, settings.batch_wait_seconds, on_commit=after_commit
+        )
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
@@ -45,12 +64,14 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
         await broker.start()
         await depths.start()
+        sweeper = asyncio.create_task(groups.sweep(engine, bus), name="groups-sweep")
         app.state.resources = Resources(
             settings, engine, broker, bus, load_rules(settings.routing_rules), depths, projector
         )
         try:
             yield
         finally:
+            sweeper.cancel()
             await broker.stop()
             await projector.stop()
             await depths.stop()
@@ -65,6 +86,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(jobs.router)
     app.include_router(dead_letters.router)
+    app.include_router(group_routes.router)
     app.include_router(system.router)
     _errors(app)
     _middleware(app)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,8 +28,10 @@ class Projector:
         batch_size: int = 200,
         batch_wait: float = 0.02,
         hold_seconds: float = 240.0,
+        on_commit: Callable[[list[AnyEvent]], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_commit = on_commit
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.hold_seconds = hold_seconds
@@ -92,6 +95,11 @@ class Projector:
             PROJECTION_LAG.observe(max(0.0, (now - event.occurred_at).total_seconds()))
         EVENTS_DUPLICATE.inc(len(batch) - len(fresh))
         _settle(batch, None)
+        if self.on_commit is not None and fresh:
+            try:
+                await self.on_commit(fresh)
+            except Exception:  # the groups sweep catches up; projection goes on
+                log.exception("after-commit hook failed")
 
 
 def _settle(batch: list[Pending], error: Exception | None) -> None:

@@ -90,3 +90,21 @@ dead_letters = Table(
     Column("redriven_at", DateTime(timezone=True)),
     Index("ix_dead_letters_open", "redriven_at", "seq"),
 )
+
+job_groups = Table(
+    "job_groups",
+    metadata,
+    Column("group_id", UUID(as_uuid=True), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("group_id", UUID(as_uuid=True), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("compensation", JSONB),
+    Column("compensation_job_id", UUID(as_uuid=True)),
+    Index("ix_group_members_group", "group_id", "position"),
+)

@@ -1,0 +1,86 @@
+"""Job groups: submit a saga of jobs with compensations, and follow it."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.status import groups
+from services.status.api.auth import Reader
+from services.status.api.deps import Res
+from services.status.api.schemas import JobViewOut, SubmitJob
+from shared.contracts.jobs import JobSubmitted, JobType
+from shared.placement.decision import Refusal, place
+
+router = APIRouter(tags=["job groups"])
+
+
+class Compensation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: JobType
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GroupJob(SubmitJob):
+    compensation: Compensation | None = None
+
+
+class GroupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[GroupJob] = Field(min_length=1, max_length=100)
+
+
+class GroupAccepted(BaseModel):
+    group_id: UUID
+    job_ids: list[UUID]
+
+
+class CompensationView(JobViewOut):
+    compensates: UUID
+
+
+class GroupView(BaseModel):
+    group_id: UUID
+    status: str
+    jobs: list[JobViewOut]
+    compensations: list[CompensationView]
+
+
+@router.post("/job-groups", status_code=202, response_model=GroupAccepted, dependencies=[Reader])
+async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
+    """Every job runs; if one ends dead_lettered or cancelled, the compensation of every
+    member that succeeded is submitted."""
+    group_id = uuid4()
+    members: list[tuple[JobSubmitted, Any]] = []
+    for i, item in enumerate(body.jobs):
+        fields = item.model_dump(exclude={"compensation"})
+        job = JobSubmitted(**{**fields, "job_id": item.job_id or uuid4()})
+        decision = place(job, res.rules, lambda: 0)
+        if isinstance(decision, Refusal):
+            field = f"jobs.{i}.{decision.field}"
+            raise HTTPException(
+                422,
+                {
+                    "detail": decision.reason,
+                    "errors": [{"field": field, "message": decision.reason}],
+                },
+            )
+        compensation = item.compensation.model_dump() if item.compensation else None
+        members.append((job, compensation))
+    if len({job.job_id for job, _ in members}) != len(members):
+        raise HTTPException(422, "job_ids in a group must differ")
+    await groups.create(res.engine, res.bus, group_id, members)
+    return GroupAccepted(group_id=group_id, job_ids=[job.job_id for job, _ in members])
+
+
+@router.get("/job-groups/{group_id}", response_model=GroupView, dependencies=[Reader])
+async def get_group(res: Res, group_id: UUID) -> dict[str, Any]:
+    group = await groups.view(res.engine, group_id)
+    if group is None:
+        raise HTTPException(404, f"no job group {group_id}")
+    return group
