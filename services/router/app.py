@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,7 +88,7 @@ def build(
         await settle(msg, topology.ROUTER_DUE.name, due.handle)
 
     listen(broker, cancellations, "router")
-    app = FastStream(broker)
+    app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     @app.on_startup
     async def declare() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def build(
     )
     subscriber(handle)
     listen(broker, cancellations, f"{site.value}-worker")
-    app = FastStream(broker)
+    app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     @app.on_startup
     async def declare() -> None:

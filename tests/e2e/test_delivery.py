@@ -4,9 +4,11 @@ duplicates -- on the real broker and database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import aio_pika
 import httpx
 import pytest
 
@@ -149,3 +151,58 @@ async def test_duplicate_job_id_runs_once_even_across_a_router_restart(stack: St
     await wait_for(stack.api, marker)  # the router has processed the duplicate by now
     history = await events(stack.api, spec["job_id"])
     assert [e["type"] for e in history].count("JobStarted") == 1
+
+
+async def test_a_message_requeued_over_and_over_hits_the_delivery_limit(stack: Stack) -> None:
+    """A consumer that keeps failing a message (here: always nacking with requeue, as a
+    crashing router would) does not loop it: the queue's explicit x-delivery-limit
+    dead-letters it."""
+    stack.stop("router")
+    poison = job("noop")
+    try:
+        await submit(stack.env["AMQP_URL"], poison)
+        connection = await aio_pika.connect(stack.env["AMQP_URL"])
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.get_queue("jobs.router.intake", ensure=False)
+            deliveries = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5), queue.iterator() as messages:
+                    async for message in messages:  # gone after the limit: times out
+                        deliveries += 1
+                        await message.nack(requeue=True)
+            # dead-lettered after the limit (5 on the queue; 3.10 counts every return)
+            assert 2 <= deliveries <= 6
+    finally:
+        stack.start("router")
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        for _ in range(50):
+            letters = (await http.get("/dead-letters", params={"limit": 500})).json()["items"]
+            mine = [d for d in letters if d["job_id"] == poison["job_id"]]
+            if mine:
+                break
+            await asyncio.sleep(0.2)
+    assert mine, "not dead-lettered"
+    assert (mine[0]["reason"], mine[0]["source_queue"]) == ("delivery_limit", "jobs.router.intake")
+
+
+async def test_a_redelivered_attempt_counts_as_lost_and_is_retried(stack: Stack) -> None:
+    """A job redelivered to a worker means the worker holding it died mid-attempt: the
+    attempt counts as failed and the normal retry path takes over (no endless loop)."""
+    stack.stop("private_worker")
+    try:
+        (job_id,) = await submit(stack.env["AMQP_URL"], job("noop", target_cloud="private"))
+        await wait_for(stack.api, job_id, {"queued"})
+        connection = await aio_pika.connect(stack.env["AMQP_URL"])
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.get_queue("jobs.private", ensure=False)
+            message = await queue.get(timeout=5)
+            await message.nack(requeue=True)  # as a crashed worker's channel would
+    finally:
+        stack.start("private_worker")
+    view = await wait_for(stack.api, job_id)
+    assert (view["status"], view["attempts"]) == ("succeeded", 2)
+    failed = [e for e in await events(stack.api, job_id) if e["type"] == "JobFailed"]
+    assert [f["attempt"] for f in failed] == [1]
+    assert failed[0]["error"].startswith("attempt interrupted")

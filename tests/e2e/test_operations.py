@@ -89,10 +89,10 @@ async def test_logs_are_json_with_job_id_on_job_lines(stack: Stack) -> None:
     (job_id,) = await submit(stack.env["AMQP_URL"], job("noop"))
     await wait_for(stack.api, job_id)
     lines = []
-    for name in ("router", "private_worker"):
+    for name in ("router", "private_worker", "status"):
         for raw in (stack.log_dir / f"{name}.log").read_text().splitlines():
-            if raw.startswith("{"):
-                lines.append(json.loads(raw))
+            if raw.strip():
+                lines.append(json.loads(raw))  # every line is one JSON object
     about_job = [line for line in lines if job_id in json.dumps(line)]
     assert {line["service"] for line in about_job} == {"router", "private_worker"}
     assert all(line.get("job_id") == job_id for line in about_job)

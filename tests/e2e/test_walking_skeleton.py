@@ -93,3 +93,14 @@ async def test_health_and_readiness(stack: Stack) -> None:
         ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"database": True, "broker": True}
+
+
+async def test_oversized_request_bodies_get_413(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        response = await http.post(
+            "/jobs",
+            content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.json()["detail"]
