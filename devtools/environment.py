@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from urllib.parse import quote
 
 import httpx
@@ -36,6 +37,16 @@ def check_services() -> list[str]:
     if not reachable(5432):
         problems.append(f"Postgres is not reachable on 127.0.0.1:5432: {HOW_TO_START['postgres']}")
     return problems
+
+
+def preflight() -> bool:
+    """Services reachable (else say how to start them, one line each), management on."""
+    problems = check_services()
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return False
+    ensure_management()
+    return True
 
 
 def ensure_management() -> None:

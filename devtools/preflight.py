@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from devtools.environment import check_services, ensure_management
-
-
-def main() -> int:
-    problems = check_services()
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return 1
-    ensure_management()
-    return 0
-
+from devtools.environment import preflight
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(0 if preflight() else 1)

@@ -11,7 +11,7 @@ from types import FrameType
 
 import httpx
 
-from devtools.environment import check_services, create_database, create_vhost, ensure_management
+from devtools.environment import create_database, create_vhost, preflight
 from devtools.stack import Stack
 
 VHOST = "hybridq"
@@ -27,11 +27,8 @@ TERMINAL = {"rejected", "succeeded", "dead_lettered", "cancelled"}
 
 
 def main() -> int:
-    problems = check_services()
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
+    if not preflight():
         return 1
-    ensure_management()
     env = {
         "AMQP_URL": os.environ.get("AMQP_URL") or create_vhost(VHOST),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or create_database(DATABASE),

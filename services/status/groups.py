@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -70,22 +71,29 @@ async def create(
 
 
 async def _members(engine: AsyncEngine, group_id: UUID) -> list[Any]:
-    query = select(group_members).where(group_members.c.group_id == group_id)
+    query = (
+        select(group_members, job_groups.c.created_at)
+        .join(job_groups, job_groups.c.group_id == group_members.c.group_id)
+        .where(group_members.c.group_id == group_id)
+        .order_by(group_members.c.position)
+    )
     async with engine.connect() as conn:
-        return list(await conn.execute(query.order_by(group_members.c.position)))
+        return list(await conn.execute(query))
 
 
 async def view(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
     members = await _members(engine, group_id)
     if not members:
         return None
-    jobs = [await queries.get_job(engine, m.job_id) or _unseen(m.job_id) for m in members]
+    jobs = [
+        await queries.get_job(engine, m.job_id) or _unseen(m.job_id, m.created_at) for m in members
+    ]
     compensations = []
     for m in members:
         if m.compensation_job_id is not None:
             job = await queries.get_job(engine, m.compensation_job_id)
             compensations.append(
-                {**(job or _unseen(m.compensation_job_id)), "compensates": m.job_id}
+                {**(job or _unseen(m.compensation_job_id, m.created_at)), "compensates": m.job_id}
             )
     needed = _needed(members, jobs)
     shown = {c["compensates"]: c["status"] for c in compensations}
@@ -93,12 +101,13 @@ async def view(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
     return {"group_id": group_id, "status": status, "jobs": jobs, "compensations": compensations}
 
 
-def _unseen(job_id: UUID) -> dict[str, Any]:
-    """A member the status service has not heard of yet: just submitted."""
+def _unseen(job_id: UUID, at: datetime) -> dict[str, Any]:
+    """A job the status service has not heard of yet: just submitted with the group."""
     return {field: None for field in queries.VIEW_FIELDS} | {
         "job_id": job_id,
         "status": "submitted",
         "attempts": 0,
+        "updated_at": at,
     }
 
 
@@ -115,7 +124,9 @@ def _needed(members: Iterable[Any], jobs: Sequence[dict[str, Any]]) -> list[Any]
 async def compensate(engine: AsyncEngine, bus: Bus, group_id: UUID) -> int:
     """Submit the compensations a failing group needs and has not submitted yet."""
     members = await _members(engine, group_id)
-    jobs = [await queries.get_job(engine, m.job_id) or _unseen(m.job_id) for m in members]
+    jobs = [
+        await queries.get_job(engine, m.job_id) or _unseen(m.job_id, m.created_at) for m in members
+    ]
     submitted = 0
     for member, job in zip(members, jobs, strict=True):
         if member not in _needed(members, jobs) or member.compensation_job_id is not None:

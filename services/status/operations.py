@@ -20,17 +20,24 @@ from shared.placement.rules import Rules
 
 
 class PolicyRefusal(Exception):
+    """The router would refuse this job by policy (residency, no handler)."""
+
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.reason)
         self.refusal = refusal
 
 
-async def submit(bus: Bus, rules: Rules, job: JobSubmitted) -> None:
-    """Refuse at once what the router would refuse by policy; else publish to intake."""
+def check_policy(rules: Rules, job: JobSubmitted) -> None:
+    """Raise PolicyRefusal for what the router would refuse, so HTTP can answer 422 now."""
     decision = place(job, rules, lambda: 0)
     if isinstance(decision, Refusal):
         raise PolicyRefusal(decision)
-    await bus.submit(job.model_dump_json(exclude_defaults=False).encode())
+
+
+async def submit(bus: Bus, rules: Rules, job: JobSubmitted) -> None:
+    """Refuse at once what the router would refuse by policy; else publish to intake."""
+    check_policy(rules, job)
+    await bus.submit(job.model_dump_json().encode())
 
 
 class NotFound(Exception):

@@ -16,11 +16,10 @@ class Executor(Protocol):
     async def run(self, ctx: JobContext) -> dict[str, Any]: ...
 
 
-class InProcessExecutor:
-    """Runs the registered handler in this worker's event loop."""
+class RegistryCatalogue:
+    """What a site can run, and each job type's default timeout, from a handler registry."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    registry: Registry
 
     def knows(self, job_type: str) -> bool:
         return self.registry.get(job_type) is not None
@@ -28,6 +27,13 @@ class InProcessExecutor:
     def default_timeout(self, job_type: str) -> float:
         registration = self.registry.get(job_type)
         return registration.default_timeout if registration else 3600.0
+
+
+class InProcessExecutor(RegistryCatalogue):
+    """Runs the registered handler in this worker's event loop."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         registration = self.registry.get(ctx.job_type)

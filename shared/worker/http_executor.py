@@ -19,6 +19,7 @@ import httpx
 
 from shared.errors import PermanentJobError
 from shared.settings import WorkerSettings
+from shared.worker.executors import RegistryCatalogue
 from shared.worker.handlers import JobContext, Registry
 
 MAX_POLL_SECONDS = 5.0
@@ -28,7 +29,7 @@ class RemoteJobFailed(Exception):
     """The remote batch service reports the attempt failed."""
 
 
-class HttpExecutor:
+class HttpExecutor(RegistryCatalogue):
     def __init__(
         self,
         url: str,
@@ -51,13 +52,6 @@ class HttpExecutor:
         if settings.executor_token_file:
             token = settings.executor_token_file.read_text(encoding="utf-8").strip()
         return cls(settings.executor_url, token, registry, settings.executor_poll_seconds)
-
-    def knows(self, job_type: str) -> bool:
-        return self.registry.get(job_type) is not None
-
-    def default_timeout(self, job_type: str) -> float:
-        registration = self.registry.get(job_type)
-        return registration.default_timeout if registration else 3600.0
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         created = await self.client.post(

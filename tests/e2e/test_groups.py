@@ -106,3 +106,16 @@ async def test_group_validation(stack: Stack) -> None:
     assert residency.status_code == 422
     assert residency.json()["errors"][0]["field"] == "jobs.1.target_cloud"
     assert missing.status_code == 404
+
+
+async def test_a_group_is_readable_before_its_jobs_are_seen(stack: Stack) -> None:
+    stack.stop("router")  # members stay unseen by the status service
+    try:
+        async with httpx.AsyncClient(base_url=stack.api) as http:
+            body = (await http.post("/job-groups", json={"jobs": [{"job_type": "noop"}]})).json()
+            group = (await http.get(f"/job-groups/{body['group_id']}")).json()
+    finally:
+        stack.start("router")
+    assert group["status"] == "running"
+    assert [j["status"] for j in group["jobs"]] == ["submitted"]
+    await wait_group(stack.api, body["group_id"], {"succeeded"})

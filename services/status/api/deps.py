@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.operations import PolicyRefusal
 from services.status.projector import Projector
 from shared.bus import Bus
 from shared.placement.rules import Rules
@@ -33,3 +34,15 @@ def resources(request: Request) -> Resources:
 
 
 Res = Annotated[Resources, Depends(resources)]
+
+
+def policy_error(exc: PolicyRefusal, field_prefix: str = "") -> HTTPException:
+    """422 with the refusal as a field error."""
+    refusal = exc.refusal
+    return HTTPException(
+        422,
+        {
+            "detail": refusal.reason,
+            "errors": [{"field": f"{field_prefix}{refusal.field}", "message": refusal.reason}],
+        },
+    )

@@ -8,12 +8,11 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.status import groups
+from services.status import groups, operations
 from services.status.api.auth import Reader
-from services.status.api.deps import Res
+from services.status.api.deps import Res, policy_error
 from services.status.api.schemas import JobViewOut, SubmitJob
 from shared.contracts.jobs import JobSubmitted, JobType
-from shared.placement.decision import Refusal, place
 
 router = APIRouter(tags=["job groups"])
 
@@ -60,16 +59,10 @@ async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
     for i, item in enumerate(body.jobs):
         fields = item.model_dump(exclude={"compensation"})
         job = JobSubmitted(**{**fields, "job_id": item.job_id or uuid4()})
-        decision = place(job, res.rules, lambda: 0)
-        if isinstance(decision, Refusal):
-            field = f"jobs.{i}.{decision.field}"
-            raise HTTPException(
-                422,
-                {
-                    "detail": decision.reason,
-                    "errors": [{"field": field, "message": decision.reason}],
-                },
-            )
+        try:
+            operations.check_policy(res.rules, job)
+        except operations.PolicyRefusal as exc:
+            raise policy_error(exc, f"jobs.{i}.") from exc
         compensation = item.compensation.model_dump() if item.compensation else None
         members.append((job, compensation))
     if len({job.job_id for job, _ in members}) != len(members):

@@ -14,7 +14,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from services.status import operations, queries
 from services.status.api.auth import Admin, Reader
-from services.status.api.deps import Res
+from services.status.api.deps import Res, policy_error
 from services.status.api.schemas import (
     Accepted,
     CancelRequest,
@@ -38,13 +38,7 @@ async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     try:
         await operations.submit(res.bus, res.rules, job)
     except operations.PolicyRefusal as exc:
-        raise HTTPException(
-            422,
-            {
-                "detail": exc.refusal.reason,
-                "errors": [{"field": exc.refusal.field, "message": exc.refusal.reason}],
-            },
-        ) from exc
+        raise policy_error(exc) from exc
     return Submitted(job_id=job.job_id)
 
 
