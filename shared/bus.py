@@ -32,6 +32,7 @@ def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0)
         amqp_url,
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
         graceful_timeout=graceful_timeout,
+        reconnect_interval=1.0,  # back within seconds after a broker blip (readyz: < 5 s)
         logger=logging.getLogger("hybridq.faststream"),
         log_level=logging.DEBUG,
     )

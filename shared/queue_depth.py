@@ -80,9 +80,3 @@ class QueueDepths:
         """Ready messages on `queue` (0 if it was never seen)."""
         depth = self.readings.get(queue)
         return depth.ready if depth else 0
-
-    def fresh(self) -> bool:
-        now = time.monotonic()
-        return bool(self.readings) and all(
-            now - d.read_at <= 2 * self.max_age + 1 for d in self.readings.values()
-        )

@@ -32,6 +32,33 @@ def proxy() -> Iterator[TcpProxy]:
 
 
 @pytest.fixture(scope="module")
+def amqp_proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(5672, free_port()).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    stack_env: dict[str, str], amqp_proxy: TcpProxy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The real processes; the status service reaches the broker through a proxy."""
+    parts = urlsplit(stack_env["AMQP_URL"])
+    via_proxy = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{amqp_proxy.listen_port}"))
+    stack = Stack(
+        stack_env,
+        tmp_path_factory.mktemp("status-logs"),
+        per_service={"status": {"AMQP_URL": via_proxy}},
+    )
+    stack.start()
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        assert set(stack.stop().values()) <= {0}
+
+
+@pytest.fixture(scope="module")
 def stack_env(stack_env: dict[str, str], proxy: TcpProxy) -> dict[str, str]:
     parts = urlsplit(stack_env["DATABASE_URL"])
     via_proxy = parts._replace(netloc=f"postgres@127.0.0.1:{proxy.listen_port}")
@@ -120,6 +147,26 @@ async def test_database_outage_readiness_and_no_event_lost(stack: Stack, proxy: 
             "JobSucceeded",
         ]
     assert _dead_letter_depth(stack) == dead_before
+
+
+async def test_broker_outage_readiness_and_no_event_lost(
+    stack: Stack, amqp_proxy: TcpProxy
+) -> None:
+    amqp_proxy.cut()
+    try:
+        took = await _until(lambda: _get(stack, "/readyz").status_code == 503, 5)
+        assert _get(stack, "/readyz").json() == {"database": True, "broker": False}
+        assert _get(stack, "/healthz").status_code == 200
+        # jobs run meanwhile (router and workers reach the broker); events queue up
+        ids = await submit(stack.env["AMQP_URL"], *(job("noop") for _ in range(5)))
+        await asyncio.sleep(2)
+    finally:
+        amqp_proxy.restore()
+    took_back = await _until(lambda: _get(stack, "/readyz").status_code == 200, 5)
+    for job_id in ids:
+        assert (await wait_for(stack.api, job_id, token=READ))["status"] == "succeeded"
+    assert took < 5
+    assert took_back < 5
 
 
 async def test_cancel_before_start_and_while_running(stack: Stack) -> None:
