@@ -116,7 +116,6 @@ async def projection(n: int) -> None:
     db_url = environment.create_database(name)
     from services.status.migrate import upgrade
 
-    await asyncio.to_thread(upgrade, db_url)
     engine = create_async_engine(db_url)
     t0 = datetime.now(UTC)
 
@@ -150,6 +149,7 @@ async def projection(n: int) -> None:
         ]
 
     try:
+        await asyncio.to_thread(upgrade, db_url)
         for batch in (200, 1):
             events = [e for _ in range(n // 4 // (1 if batch > 1 else 10)) for e in lifecycle()]
             started = time.perf_counter()
