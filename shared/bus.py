@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -16,6 +16,7 @@ from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import (
     DEAD_LETTER_ID_HEADER,
+    DEAD_LETTERED_AT_HEADER,
     DETAIL_HEADER,
     JOB_ID_HEADER,
     REASON_HEADER,
@@ -110,6 +111,7 @@ class Bus:
             SOURCE_QUEUE_HEADER: source_queue,
             DETAIL_HEADER: detail[:2000],
             DEAD_LETTER_ID_HEADER: dead_letter_id,
+            DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(),
         }
         if job_id:
             all_headers[JOB_ID_HEADER] = job_id

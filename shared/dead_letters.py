@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +24,22 @@ DETAIL_HEADER = "x-hybridq-detail"
 SOURCE_QUEUE_HEADER = "x-hybridq-source-queue"
 DEAD_LETTER_ID_HEADER = "x-hybridq-dead-letter-id"
 JOB_ID_HEADER = "x-hybridq-job-id"
+DEAD_LETTERED_AT_HEADER = "x-hybridq-dead-lettered-at"
+
+
+def dead_lettered_at(headers: dict[str, Any]) -> datetime | None:
+    """When a message was dead-lettered: our header, or the broker's `x-death` time."""
+    ours = headers.get(DEAD_LETTERED_AT_HEADER)
+    if isinstance(ours, str):
+        try:
+            return datetime.fromisoformat(ours)
+        except ValueError:
+            pass
+    deaths = headers.get("x-death") or []
+    if deaths and isinstance(deaths[0], dict) and isinstance(deaths[0].get("time"), datetime):
+        at: datetime = deaths[0]["time"]
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return None
 
 
 def reason_of(headers: dict[str, Any]) -> tuple[str, str | None]:

@@ -26,6 +26,7 @@ from shared.dead_letters import (
     DETAIL_HEADER,
     JOB_ID_HEADER,
     DeadLetterReason,
+    dead_lettered_at,
     reason_of,
 )
 from shared.errors import PermanentError, RetryableError
@@ -107,7 +108,7 @@ def dead_letter_row(body: bytes, headers: dict[str, Any], message_id: str | None
         "reason": reason,
         "detail": str(headers.get(DETAIL_HEADER) or "") or None,
         "source_queue": source,
-        "dead_lettered_at": datetime.now(UTC),
+        "dead_lettered_at": dead_lettered_at(headers) or datetime.now(UTC),
         "body": body.decode("utf-8", errors="replace"),
         "headers": json.loads(json.dumps(headers, default=str)),
     }

@@ -11,7 +11,7 @@ from uuid import UUID
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status.tables import dead_letters, job_events, jobs
+from services.status.tables import dead_letters, group_members, job_events, jobs
 
 VIEW_FIELDS = (
     "job_id",
@@ -56,13 +56,20 @@ def decode_cursor(cursor: str) -> list[str]:
     return [str(p) for p in parts]
 
 
+def _jobs_with_group() -> Select[Any]:
+    """Job rows with the group each belongs to (if any)."""
+    return select(jobs, group_members.c.group_id).outerjoin(
+        group_members, group_members.c.job_id == jobs.c.job_id
+    )
+
+
 def _view(row: Any) -> dict[str, Any]:
     return {k: row._mapping[k] for k in VIEW_FIELDS}
 
 
 async def get_job(engine: AsyncEngine, job_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(jobs).where(jobs.c.job_id == job_id))).first()
+        row = (await conn.execute(_jobs_with_group().where(jobs.c.job_id == job_id))).first()
     return _view(row) if row else None
 
 
@@ -77,7 +84,7 @@ async def list_jobs(
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    query: Select[Any] = select(jobs)
+    query = _jobs_with_group()
     for column, value in (("status", status), ("site", site), ("job_type", job_type)):
         if value is not None:
             query = query.where(jobs.c[column] == value)

@@ -48,7 +48,6 @@ jobs = Table(
     Column("submitted_at", DateTime(timezone=True)),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    Column("group_id", UUID(as_uuid=True)),
     Column("status_attempt", Integer, nullable=False, server_default="0"),
     Column("status_rank", Integer, nullable=False, server_default="-1"),
     # newest-first listing key: submitted_at, or the first event seen until it arrives

@@ -56,7 +56,6 @@ class JobSubmittedEvent(Event):
     not_before: AwareDatetime | None = None
     max_attempts: int = 3
     timeout_seconds: float | None = None
-    group_id: UUID | None = None
 
 
 class JobRejected(Event):

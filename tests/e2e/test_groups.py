@@ -44,6 +44,7 @@ async def test_a_group_whose_jobs_all_succeed(stack: Stack) -> None:
     group = await wait_group(stack.api, body["group_id"], {"succeeded"})
     assert [j["job_id"] for j in group["jobs"]] == body["job_ids"]
     assert group["compensations"] == []
+    assert {j["group_id"] for j in group["jobs"]} == {body["group_id"]}
 
 
 async def test_a_failing_member_compensates_the_succeeded_ones(stack: Stack) -> None:

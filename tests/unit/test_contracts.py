@@ -101,3 +101,15 @@ def test_settings_read_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert settings.api_token is not None
     assert settings.api_token.get_secret_value() == "from-a-file"
     assert settings.database_url == "postgresql+asyncpg://env/wins"
+
+
+def test_dead_letter_time_comes_from_the_message() -> None:
+    from shared.dead_letters import dead_lettered_at
+
+    ours = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    broker = datetime(2026, 1, 2, 3, 4, 6)  # AMQP timestamps arrive naive, in UTC
+    assert dead_lettered_at({"x-hybridq-dead-lettered-at": ours.isoformat()}) == ours
+    assert dead_lettered_at(
+        {"x-death": [{"time": broker, "reason": "rejected"}]}
+    ) == broker.replace(tzinfo=UTC)
+    assert dead_lettered_at({}) is None
