@@ -104,3 +104,13 @@ async def test_oversized_request_bodies_get_413(stack: Stack) -> None:
         )
     assert response.status_code == 413
     assert response.json()["detail"]
+
+
+async def test_listing_limits_and_filters_are_validated(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        assert (await http.get("/jobs", params={"limit": 500})).status_code == 200
+        assert (await http.get("/jobs", params={"limit": 501})).status_code == 422
+        assert (await http.get("/jobs", params={"status": "sleeping"})).status_code == 422
+        assert (await http.get("/jobs", params={"cursor": "garbage"})).status_code == 422
+        page = (await http.get("/jobs", params={"site": "public", "limit": 2})).json()
+    assert all(item["site"] == "public" for item in page["items"])

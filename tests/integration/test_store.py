@@ -149,3 +149,23 @@ async def test_pagination_walks_every_job_exactly_once_while_jobs_arrive(
 async def test_a_forged_cursor_is_refused(engine: AsyncEngine) -> None:
     with pytest.raises(queries.BadCursor):
         await queries.list_jobs(engine, limit=5, cursor="bm90LWEtY3Vyc29y")
+
+
+async def test_listing_filters_by_submitted_time_range(engine: AsyncEngine) -> None:
+    job_type = f"range_{uuid.uuid4().hex[:8]}"
+    ids = [uuid.uuid4() for _ in range(5)]
+    await apply_events(
+        engine,
+        [
+            ev.JobSubmittedEvent(job_id=j, job_type=job_type, occurred_at=T0 + timedelta(hours=i))
+            for i, j in enumerate(ids)
+        ],
+    )
+    items, _ = await queries.list_jobs(
+        engine,
+        limit=50,
+        job_type=job_type,
+        submitted_after=T0 + timedelta(hours=1),
+        submitted_before=T0 + timedelta(hours=3),
+    )
+    assert [i["job_id"] for i in items] == [ids[2], ids[1]]
