@@ -1,69 +1,25 @@
-"""`hybridq`: the command line for people at a terminal; it talks to the HTTP API."""
+"""Job commands: submit, get, list, watch, cancel."""
 
 from __future__ import annotations
 
 import json
-import sys
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
 
-app = typer.Typer(
-    help="Submit, inspect and operate hybridq jobs.", no_args_is_help=True, add_completion=False
+from services.status.cli.app import (
+    DEFAULT_API,
+    ApiOption,
+    JsonOption,
+    TokenOption,
+    app,
+    call,
+    client,
+    fail,
+    parse_value,
+    table,
 )
-dlq = typer.Typer(help="Dead letters: list and redrive.", no_args_is_help=True)
-app.add_typer(dlq, name="dlq")
-
-ApiOption = Annotated[str, typer.Option("--api", envvar="HYBRIDQ_API", help="status API URL")]
-TokenOption = Annotated[
-    str | None, typer.Option("--token", envvar="HYBRIDQ_TOKEN", help="bearer token")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-DEFAULT_API = "http://127.0.0.1:8000"
-COLUMNS = ("job_id", "job_type", "status", "site", "rule", "attempts", "submitted_at")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"hybridq: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def client(api: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=api, headers=headers, timeout=15)
-
-
-def call(api: str, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        with client(api, token) as http:
-            response = http.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the API at {api}: {exc}")
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-            detail = body.get("detail", body)
-            errors = body.get("errors") or []
-        except ValueError:
-            detail, errors = response.text, []
-        extra = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        fail(f"{response.status_code} {detail}{' (' + extra + ')' if extra else ''}")
-    return response.json()
-
-
-def _value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> None:
-    widths = {c: max([len(c), *(len(str(r.get(c) or "")) for r in rows)]) for c in columns}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        typer.echo("  ".join(str(row.get(c) or "").ljust(widths[c]) for c in columns))
 
 
 @app.command()
@@ -88,7 +44,7 @@ def submit(
         key, sep, raw = item.partition("=")
         if not sep:
             fail(f"--param {item!r} is not k=v", 2)
-        params[key] = _value(raw)
+        params[key] = parse_value(raw)
     body = {
         k: v
         for k, v in {
@@ -209,61 +165,3 @@ def cancel(
     """Cancel a job that has not finished."""
     call(api, token, "POST", f"/jobs/{job_id}/cancel", json={"reason": reason})
     typer.echo(f"job {job_id} cancelled")
-
-
-@dlq.command("list")
-def dlq_list(
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Dead letters not yet redriven, newest first."""
-    page = call(api, token, "GET", "/dead-letters", params={"limit": limit})
-    if as_json:
-        typer.echo(json.dumps(page))
-    else:
-        table(page["items"], ("id", "job_id", "reason", "source_queue", "dead_lettered_at"))
-
-
-@dlq.command("redrive")
-def dlq_redrive(
-    ids: Annotated[list[str] | None, typer.Argument(help="dead letter ids")] = None,
-    reason: Annotated[str | None, typer.Option()] = None,
-    job_type: Annotated[str | None, typer.Option("--job-type")] = None,
-    site: Annotated[str | None, typer.Option(help="re-place on this site")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
-    api: ApiOption = DEFAULT_API,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Re-open dead-lettered jobs by id, or by filter."""
-    body = {
-        k: v
-        for k, v in {
-            "ids": ids or None,
-            "reason": reason,
-            "job_type": job_type,
-            "site": site,
-            "limit": limit,
-        }.items()
-        if v is not None
-    }
-    answer = call(api, token, "POST", "/dead-letters/redrive", json=body)
-    if as_json:
-        typer.echo(json.dumps(answer))
-        return
-    typer.echo(f"redriven: {answer['redriven']}")
-    for skipped in answer.get("skipped", []):
-        typer.echo(f"skipped {skipped['id']}: {skipped['why']}")
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

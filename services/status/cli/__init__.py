@@ -1,0 +1,15 @@
+"""`hybridq`: the command line for people at a terminal; it talks to the HTTP API."""
+
+from __future__ import annotations
+
+import sys
+
+from services.status.cli import dlq, jobs  # noqa: F401  (registers the commands)
+from services.status.cli.app import app
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
