@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -77,7 +78,8 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             await depths.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    # API docs served from the package, not a CDN: private networks often have no internet
+    app = FastAPIOffline(
         title="hybridq status API",
         version="1",
         description="Where every hybridq job is and why. See README and docs/.",

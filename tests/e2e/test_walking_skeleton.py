@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -114,3 +116,16 @@ async def test_listing_limits_and_filters_are_validated(stack: Stack) -> None:
         assert (await http.get("/jobs", params={"cursor": "garbage"})).status_code == 422
         page = (await http.get("/jobs", params={"site": "public", "limit": 2})).json()
     assert all(item["site"] == "public" for item in page["items"])
+
+
+async def test_api_docs_need_no_internet(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        page = await http.get("/docs")
+        assert page.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page.text)
+        assert assets
+        for asset in assets:
+            assert asset.startswith("/"), f"{asset} is not served by the API itself"
+            assert (await http.get(asset)).status_code == 200
+        spec = (await http.get("/openapi.json")).json()
+    assert {"/jobs", "/jobs/{job_id}", "/dead-letters/redrive", "/job-groups"} <= set(spec["paths"])
