@@ -243,6 +243,11 @@ def test_cli_submit_watch_get_list_cancel_dlq(stack: Stack) -> None:
     assert refused.returncode != 0
     assert refused.stderr.strip() == "hybridq: 409 job is already succeeded"
     assert cli(stack, "dlq", "list").returncode == 0
+    separate = cli(stack, "submit", "noop")
+    assert separate.returncode == 0
+    watched = cli(stack, "watch", separate.stdout.strip())
+    assert watched.returncode == 0
+    assert watched.stdout.splitlines()[-1] == f"job {separate.stdout.strip()} succeeded"
     failing = cli(stack, "submit", "fail", "--watch")
     assert failing.returncode == 1
     unauthorized = cli(stack, "list", token="nope")
