@@ -125,7 +125,15 @@ class Intake:
         if exc.job_id is None:
             return
         errors = exc.errors if isinstance(exc, InvalidJob) else []
-        await self.bus.event(JobRejected(job_id=UUID(exc.job_id), reason=exc.detail, errors=errors))
+        job_id = UUID(exc.job_id)
+        await self.bus.event(
+            JobRejected(
+                event_id=event_id(job_id, "rejected"),
+                job_id=job_id,
+                reason=exc.detail,
+                errors=errors,
+            )
+        )
 
     @staticmethod
     def _run_at(job: JobSubmitted, now: datetime) -> datetime | None:

@@ -6,11 +6,13 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from faststream.rabbit import TestRabbitBroker
 
 from services.router.app import Router, build
+from services.router.intake import event_id
 from shared import topology
 from shared.placement.rules import load_rules
 from shared.settings import DEFAULT_RULES_FILE, RouterSettings
@@ -83,6 +85,10 @@ async def test_unprocessable_messages_are_dead_lettered_with_reason(
     assert not seen.dispatched
     if reason != "malformed_json":  # a job_id could be read: the job is rejected
         assert seen.types() == ["JobRejected"]
+        # a redelivered copy re-emits the same event, which the projection skips
+        assert seen.events[0]["event_id"] == str(
+            event_id(UUID(json.loads(body)["job_id"]), "rejected")
+        )
 
 
 async def test_confidential_job_aimed_at_public_is_rejected_not_dead_lettered(
