@@ -44,21 +44,21 @@ def _work(site: Site) -> RabbitQueue:
 SERVICES = (
     ServiceAccess(
         "hybridq-router",
-        "jobs.cancel.router.",
+        topology.cancel_queue_prefix("router"),
         topology.router_bindings(),
         (topology.ROUTER_INTAKE, topology.ROUTER_DUE),
         ALL_PUBLISHED,
     ),
     ServiceAccess(
         "hybridq-public-worker",
-        "jobs.cancel.public-worker.",
+        topology.cancel_queue_prefix("public-worker"),
         topology.worker_bindings(),
         (_work(Site.PUBLIC),),
         ALL_PUBLISHED,
     ),
     ServiceAccess(
         "hybridq-private-worker",
-        "jobs.cancel.private-worker.",
+        topology.cancel_queue_prefix("private-worker"),
         topology.worker_bindings(),
         (_work(Site.PRIVATE),),
         ALL_PUBLISHED,

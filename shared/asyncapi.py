@@ -29,7 +29,7 @@ def build() -> AsyncAPI:
         exchange=topology.INTAKE,
         routing_key=topology.SUBMITTED_KEY,
         schema=JobSubmitted,
-        title="jobs.intake:job.submitted",
+        title=f"{topology.INTAKE.name}:{topology.SUBMITTED_KEY}",
         description="A client submits a job (or POST /jobs). Unknown fields are rejected.",
     )
     for event in EVENT_TYPES:
@@ -37,7 +37,7 @@ def build() -> AsyncAPI:
             exchange=topology.EVENTS,
             routing_key=event.routing_key,
             schema=event,
-            title=f"jobs.events:{event.routing_key}",
+            title=f"{topology.EVENTS.name}:{event.routing_key}",
             description=(event.__doc__ or event.__name__).strip(),
         )
     for site in Site:
@@ -46,7 +46,7 @@ def build() -> AsyncAPI:
             exchange=topology.DISPATCH,
             routing_key=site.value,
             schema=PlacedJob,
-            title=f"jobs.dispatch:{site.value}",
+            title=f"{topology.DISPATCH.name}:{site.value}",
             description=f"A job placed on the {site.value} site, with the job's priority.",
         )
 
@@ -66,7 +66,7 @@ def build() -> AsyncAPI:
     broker.subscriber(
         topology.DEAD_LETTER_QUEUE,
         topology.DEAD_LETTER_EXCHANGE,
-        title="jobs.dead-letter:consume",
+        title=f"{topology.DEAD_LETTER_QUEUE.name}:consume",
         description="Messages that could not be processed, reason in headers.",
     )(keep)
     return AsyncAPI(

@@ -83,15 +83,12 @@ class Bus:
         """Hand a placed job to its site's work queue, with the job's priority."""
         await self._publish(_body(job), topology.DISPATCH, job.site.value, priority=job.priority)
 
-    async def delay(self, job: PlacedJob, now: datetime) -> float:
-        """Park a job in the delay tier that fits the time left until `job.run_at`.
-
-        Returns the tier's wait in seconds. The router's due-consumer takes it from there.
-        """
+    async def delay(self, job: PlacedJob, now: datetime) -> None:
+        """Park a job in the delay tier that fits the time left until `job.run_at`;
+        the router's due-consumer takes it from there."""
         assert job.run_at is not None
         tier = topology.tier_for((job.run_at - now).total_seconds())
         await self._publish(_body(job), topology.DELAY, tier.name, priority=job.priority)
-        return tier.ttl_ms / 1000
 
     async def dead_letter(
         self,
@@ -101,12 +98,10 @@ class Bus:
         source_queue: str,
         detail: str = "",
         job_id: str | None = None,
-        headers: dict[str, Any] | None = None,
-    ) -> str:
+    ) -> None:
         """Send a message that will not be run to `jobs.dead-letter`, saying why."""
         dead_letter_id = str(uuid4())
-        all_headers = {
-            **(headers or {}),
+        headers: dict[str, Any] = {
             REASON_HEADER: reason,
             SOURCE_QUEUE_HEADER: source_queue,
             DETAIL_HEADER: detail[:2000],
@@ -114,12 +109,11 @@ class Bus:
             DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(),
         }
         if job_id:
-            all_headers[JOB_ID_HEADER] = job_id
+            headers[JOB_ID_HEADER] = job_id
         await self._publish(
-            body, topology.DEAD_LETTER_EXCHANGE, "", headers=all_headers, message_id=dead_letter_id
+            body, topology.DEAD_LETTER_EXCHANGE, "", headers=headers, message_id=dead_letter_id
         )
         log.warning(
             "dead-lettered",
             extra={"job_id": job_id, "reason": reason, "source_queue": source_queue},
         )
-        return dead_letter_id

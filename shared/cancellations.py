@@ -53,7 +53,7 @@ class Cancellations:
 def listen(broker: RabbitBroker, cancellations: Cancellations, service: str) -> None:
     """Subscribe `cancellations` to every JobCancelled event on the bus."""
     queue = RabbitQueue(
-        f"jobs.cancel.{service}.{uuid4().hex[:12]}",
+        f"{topology.cancel_queue_prefix(service)}{uuid4().hex[:12]}",
         routing_key=JobCancelled.routing_key,
         exclusive=True,
         auto_delete=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 
 import aio_pika
@@ -24,7 +23,6 @@ log = logging.getLogger("hybridq.queue_depth")
 class Depth:
     ready: int
     consumers: int
-    read_at: float
 
 
 class QueueDepths:
@@ -63,16 +61,14 @@ class QueueDepths:
             except aiormq.exceptions.ChannelClosed:
                 self._channel = None  # the queue does not exist (yet)
                 continue
-            self.readings[name] = Depth(
-                result.message_count or 0, result.consumer_count or 0, time.monotonic()
-            )
+            self.readings[name] = Depth(result.message_count or 0, result.consumer_count or 0)
 
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.max_age / 2)
             try:
                 await self.refresh()
-            except Exception:  # the broker is away: readings age; callers see it
+            except Exception:  # the broker is away: the last readings stay until it is back
                 log.warning("queue depth refresh failed", exc_info=True)
                 await asyncio.sleep(1)
 

@@ -103,6 +103,12 @@ ROUTER_DUE = _quorum(
 STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETTERING)
 STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
 
+
+def cancel_queue_prefix(service: str) -> str:
+    """Each process of `service` hears cancellations on its own `<prefix><random>` queue."""
+    return f"jobs.cancel.{service}."
+
+
 # -- delay tiers ------------------------------------------------------------------------
 DELAY_BASE_MS = 100
 DELAY_TIER_COUNT = 24  # 0.1 s ... 0.1 s * 2**23 (9.7 days): covers the 7-day maximum

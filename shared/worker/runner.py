@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from shared import topology
 from shared.backoff import retry_delay
 from shared.bus import Bus
 from shared.cancellations import Cancellations
@@ -194,7 +195,7 @@ class Runner:
         await self._dead_letter(
             job.model_dump_json().encode(),
             str(job.job_id),
-            f"jobs.{self.site.value}",
+            topology.work_queue_name(self.site),
             reason,
             error,
             job.attempt,
