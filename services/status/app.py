@@ -25,10 +25,6 @@ from shared import topology
 from shared.bus import Bus, make_broker
 from shared.contracts.events import (
     AnyEvent,
-    JobCancelled,
-    JobDeadLettered,
-    JobRejected,
-    JobSucceeded,
 )
 from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
@@ -36,7 +32,6 @@ from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
 
 MAX_BODY_BYTES = 1024 * 1024
-ENDINGS = (JobSucceeded, JobDeadLettered, JobCancelled, JobRejected)
 
 
 def create_app(settings: StatusSettings | None = None) -> FastAPI:
@@ -44,14 +39,13 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rules = load_rules(settings.routing_rules)  # a bad rules file stops start-up first
         engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
 
         async def after_commit(events: list[AnyEvent]) -> None:
-            ended = [e.job_id for e in events if isinstance(e, ENDINGS)]
-            for group_id in await groups.groups_of(engine, ended):
-                await groups.compensate(engine, bus, group_id)
+            await groups.on_projected(engine, bus, events)
 
         projector = Projector(
             engine, settings.batch_size, settings.batch_wait_seconds, on_commit=after_commit
@@ -66,9 +60,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         await broker.start()
         await depths.start()
         sweeper = asyncio.create_task(groups.sweep(engine, bus), name="groups-sweep")
-        app.state.resources = Resources(
-            settings, engine, broker, bus, load_rules(settings.routing_rules), depths, projector
-        )
+        app.state.resources = Resources(settings, engine, broker, bus, rules, depths, projector)
         try:
             yield
         finally:

@@ -5,7 +5,6 @@ ends `compensated` once they all succeed (`failed` if a compensation dead-letter
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -19,11 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.status import queries
 from services.status.tables import group_members, job_groups, jobs
 from shared.bus import Bus
+from shared.contracts.events import (
+    AnyEvent,
+    JobCancelled,
+    JobDeadLettered,
+    JobRejected,
+    JobSucceeded,
+)
 from shared.contracts.jobs import JobSubmitted
 
 log = logging.getLogger("hybridq.status.groups")
 FAILED_MEMBER = frozenset({"dead_lettered", "cancelled", "rejected"})
 SWEEP_SECONDS = 5.0
+ENDINGS = (JobSucceeded, JobDeadLettered, JobCancelled, JobRejected)
 
 
 def compensation_job_id(group_id: UUID, member: UUID) -> UUID:
@@ -81,13 +88,19 @@ async def _members(engine: AsyncEngine, group_id: UUID) -> list[Any]:
         return list(await conn.execute(query))
 
 
-async def view(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
+async def _with_views(engine: AsyncEngine, group_id: UUID) -> tuple[list[Any], list[Any]]:
+    """The group's members, and each member's job view (a placeholder if not seen yet)."""
     members = await _members(engine, group_id)
-    if not members:
-        return None
     jobs = [
         await queries.get_job(engine, m.job_id) or _unseen(m.job_id, m.created_at) for m in members
     ]
+    return members, jobs
+
+
+async def view(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
+    members, jobs = await _with_views(engine, group_id)
+    if not members:
+        return None
     compensations = []
     for m in members:
         if m.compensation_job_id is not None:
@@ -123,13 +136,11 @@ def _needed(members: Iterable[Any], jobs: Sequence[dict[str, Any]]) -> list[Any]
 
 async def compensate(engine: AsyncEngine, bus: Bus, group_id: UUID) -> int:
     """Submit the compensations a failing group needs and has not submitted yet."""
-    members = await _members(engine, group_id)
-    jobs = [
-        await queries.get_job(engine, m.job_id) or _unseen(m.job_id, m.created_at) for m in members
-    ]
+    members, jobs = await _with_views(engine, group_id)
+    needed = _needed(members, jobs)
     submitted = 0
     for member, job in zip(members, jobs, strict=True):
-        if member not in _needed(members, jobs) or member.compensation_job_id is not None:
+        if member not in needed or member.compensation_job_id is not None:
             continue
         comp_id = compensation_job_id(group_id, member.job_id)
         target = job["site"] if job["data_classification"] != "confidential" else "private"
@@ -158,6 +169,13 @@ async def compensate(engine: AsyncEngine, bus: Bus, group_id: UUID) -> int:
     return submitted
 
 
+async def on_projected(engine: AsyncEngine, bus: Bus, events: Sequence[AnyEvent]) -> None:
+    """After events are committed: a member that ended may call for compensations."""
+    ended = [e.job_id for e in events if isinstance(e, ENDINGS)]
+    for group_id in await groups_of(engine, ended):
+        await compensate(engine, bus, group_id)
+
+
 async def groups_of(engine: AsyncEngine, job_ids: Iterable[UUID]) -> set[UUID]:
     ids = list(set(job_ids))
     if not ids:
@@ -171,7 +189,7 @@ async def sweep(engine: AsyncEngine, bus: Bus) -> None:
     """Catch compensations a hook missed (e.g. the broker was away): every few seconds."""
     while True:
         await asyncio.sleep(SWEEP_SECONDS)
-        with contextlib.suppress(Exception):
+        try:
             pending, failing = group_members.alias("pending"), group_members.alias("failing")
             query = (
                 select(pending.c.group_id)
@@ -188,3 +206,5 @@ async def sweep(engine: AsyncEngine, bus: Bus) -> None:
                 candidates = [g for (g,) in await conn.execute(query)]
             for group_id in candidates:
                 await compensate(engine, bus, group_id)
+        except Exception:  # broker or database away: try again on the next round
+            log.warning("group sweep failed", exc_info=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from faststream.rabbit import RabbitBroker
@@ -26,6 +26,8 @@ class Resources:
     rules: Rules
     depths: QueueDepths
     projector: Projector
+    stats_cache: tuple[float, dict[str, Any]] | None = None
+    """The last /stats answer and when it was computed (monotonic seconds)."""
 
 
 def resources(request: Request) -> Resources:

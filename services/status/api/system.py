@@ -19,7 +19,6 @@ from shared.contracts.jobs import Site
 from shared.metrics import JOBS_BY_STATUS
 
 router = APIRouter(tags=["operations"])
-_stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
 @router.get("/healthz")
@@ -55,7 +54,7 @@ async def readyz(res: Res, response: Response) -> dict[str, Any]:
 @router.get("/stats", response_model=Stats, dependencies=[Reader])
 async def stats(res: Res) -> dict[str, Any]:
     """Counts by status and by site (at most 1 s old), and the work queues' depths."""
-    cached = _stats_cache.get("stats")
+    cached = res.stats_cache
     if cached and time.monotonic() - cached[0] < res.settings.stats_max_age_seconds:
         return cached[1]
     by_status, by_site = await queries.counts(res.engine)
@@ -66,7 +65,7 @@ async def stats(res: Res) -> dict[str, Any]:
     body = {"by_status": by_status, "by_site": by_site, "queues": queues}
     for status, n in by_status.items():
         JOBS_BY_STATUS.labels(status).set(n)
-    _stats_cache["stats"] = (time.monotonic(), body)
+    res.stats_cache = (time.monotonic(), body)
     return body
 
 
