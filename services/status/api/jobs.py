@@ -93,11 +93,13 @@ async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceRes
     async def events() -> AsyncIterator[dict[str, str]]:
         sent: set[str] = set()
         while not await request.is_disconnected():
+            # the view first: events and view commit together, so a history read after a
+            # terminal view holds every event up to the end
+            job = await queries.get_job(res.engine, job_id)
             for event in await queries.job_history(res.engine, job_id):
                 if event["event_id"] not in sent:
                     sent.add(event["event_id"])
                     yield {"event": event["type"], "data": json.dumps(event)}
-            job = await queries.get_job(res.engine, job_id)
             if job is not None and job["status"] in TERMINAL:
                 yield {"event": "end", "data": json.dumps({"status": job["status"]})}
                 return
