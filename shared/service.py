@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
@@ -57,3 +60,23 @@ async def stop_deliveries(subscriber: RabbitSubscriber) -> None:
     if queue is not None and tag is not None and not queue.channel.is_closed:
         await queue.cancel(tag)
         subscriber._consumer_tag = None
+
+
+def run(app: FastStream) -> None:
+    """Run a FastStream service until SIGTERM/SIGINT, drain, and exit 0.
+
+    FastStream handles the signals on the event loop; when the loop closes, asyncio puts
+    the default actions back, so a second signal in that last moment (a terminal's Ctrl-C
+    reaches every process, then a supervisor's SIGTERM follows) would kill the process
+    after it had drained. Once the app has stopped, further signals are ignored instead
+    (SIG_IGN: CPython resets Python-level handlers to the default while shutting down).
+    """
+
+    async def serve() -> None:
+        await app.run()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
+
+    asyncio.run(serve())

@@ -8,10 +8,10 @@ import sys
 # Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
-import asyncio  # noqa: E402
 
 from shared.contracts.jobs import Site  # noqa: E402
 from shared.logs import configure  # noqa: E402
+from shared.service import run  # noqa: E402
 from shared.settings import WorkerSettings, load  # noqa: E402
 from shared.worker.service import build  # noqa: E402
 
@@ -19,7 +19,7 @@ from shared.worker.service import build  # noqa: E402
 def main() -> None:
     settings = load(WorkerSettings)
     configure("public_worker", settings.log_level)
-    asyncio.run(build(Site.PUBLIC, settings).app.run())
+    run(build(Site.PUBLIC, settings).app)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ import sys
 # Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
-import asyncio  # noqa: E402
 
 from shared.logs import configure  # noqa: E402
+from shared.service import run  # noqa: E402
 from shared.settings import RouterSettings, load  # noqa: E402
 
 from .app import build  # noqa: E402
@@ -19,7 +19,7 @@ from .app import build  # noqa: E402
 def main() -> None:
     settings = load(RouterSettings)
     configure("router", settings.log_level)
-    asyncio.run(build(settings).app.run())
+    run(build(settings).app)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,12 @@ def main(argv: list[str]) -> int:
         return 2
     from services.status.app import create_app
 
-    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal through the handlers it
-    # found at start-up; no-op handlers there let the process finish and exit 0.
+    # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found at start-up and
+    # re-raises the signal through them. SIG_IGN there (not a Python no-op, which CPython
+    # resets to the default action while the interpreter shuts down) lets the process
+    # finish and exit 0, even when more signals arrive at the end.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: None)
+        signal.signal(sig, signal.SIG_IGN)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -31,3 +33,24 @@ async def test_status_and_worker_first_router_last(
     finally:
         codes = stack.stop()
     assert codes == {"status": 0, "private_worker": 0, "router": 0}
+
+
+async def test_ctrl_c_then_sigterm_still_exits_0(stack_env: dict[str, str], tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process, and `make run` then sends SIGTERM too:
+    repeated signals during and after the drain must not turn a clean exit into a kill."""
+    stack = Stack({**stack_env, "ROUTER_STATE_DIR": str(tmp_path / "r")}, tmp_path)
+    stack.start()
+    await asyncio.to_thread(stack.wait_ready)
+    await asyncio.sleep(1)  # every service is past start-up and consuming
+    processes = dict(stack.processes)
+    for proc in processes.values():
+        proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while any(p.poll() is None for p in processes.values()) and time.monotonic() < deadline:
+        for proc in processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.02)
+    codes = {name: proc.poll() for name, proc in processes.items()}
+    stack.stop()
+    assert codes == dict.fromkeys(processes, 0)
