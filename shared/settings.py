@@ -57,6 +57,7 @@ class StatusSettings(BrokerSettings):
     batch_size: int = Field(default=200, ge=1, alias="PROJECTION_BATCH_SIZE")
     batch_wait_seconds: float = Field(default=0.02, ge=0, alias="PROJECTION_BATCH_WAIT_SECONDS")
     stats_max_age_seconds: float = Field(default=1.0, gt=0, le=1, alias="STATS_MAX_AGE_SECONDS")
+    schedule_poll_seconds: float = Field(default=0.5, gt=0, le=60, alias="SCHEDULE_POLL_SECONDS")
 
 
 S = TypeVar("S", bound=BrokerSettings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,9 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.status import groups
 from services.status.api import dead_letters, jobs, system
 from services.status.api import groups as group_routes
+from services.status.api import schedules as schedule_routes
 from services.status.api.deps import Resources
 from services.status.consumers import subscribe
 from services.status.projector import Projector
+from services.status.schedules.firer import Firer
 from shared import topology
 from shared.bus import Bus, make_broker
 from shared.contracts.events import (
@@ -60,11 +63,16 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         await broker.start()
         await depths.start()
         sweeper = asyncio.create_task(groups.sweep(engine, bus), name="groups-sweep")
+        firer = Firer(engine, bus, settings.schedule_poll_seconds)
+        firing = asyncio.create_task(firer.run(), name="schedule-firer")
         app.state.resources = Resources(settings, engine, broker, bus, rules, depths, projector)
         try:
             yield
         finally:
             sweeper.cancel()
+            firing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await firing  # no publish after the broker stops
             await broker.stop()
             await projector.stop()
             await depths.stop()
@@ -81,6 +89,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(dead_letters.router)
     app.include_router(group_routes.router)
+    app.include_router(schedule_routes.router)
     app.include_router(system.router)
     _errors(app)
     _middleware(app)

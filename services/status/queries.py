@@ -11,6 +11,7 @@ from uuid import UUID
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.schedules.tables import schedule_firings
 from services.status.tables import dead_letters, group_members, job_events, jobs
 
 VIEW_FIELDS = (
@@ -34,6 +35,7 @@ VIEW_FIELDS = (
     "finished_at",
     "updated_at",
     "group_id",
+    "schedule_id",
 )
 
 
@@ -57,9 +59,11 @@ def decode_cursor(cursor: str) -> list[str]:
 
 
 def _jobs_with_group() -> Select[Any]:
-    """Job rows with the group each belongs to (if any)."""
-    return select(jobs, group_members.c.group_id).outerjoin(
-        group_members, group_members.c.job_id == jobs.c.job_id
+    """Job rows with the group and the schedule each belongs to (if any)."""
+    return (
+        select(jobs, group_members.c.group_id, schedule_firings.c.schedule_id)
+        .outerjoin(group_members, group_members.c.job_id == jobs.c.job_id)
+        .outerjoin(schedule_firings, schedule_firings.c.job_id == jobs.c.job_id)
     )
 
 
@@ -83,8 +87,11 @@ async def list_jobs(
     job_type: str | None = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
+    schedule_id: UUID | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = _jobs_with_group()
+    if schedule_id is not None:
+        query = query.where(schedule_firings.c.schedule_id == schedule_id)
     for column, value in (("status", status), ("site", site), ("job_type", job_type)):
         if value is not None:
             query = query.where(jobs.c[column] == value)

@@ -58,6 +58,7 @@ async def list_jobs(
     job_type: str | None = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
+    schedule_id: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
@@ -74,6 +75,7 @@ async def list_jobs(
             job_type=job_type,
             submitted_after=submitted_after,
             submitted_before=submitted_before,
+            schedule_id=schedule_id,
         )
     except queries.BadCursor as exc:
         raise HTTPException(422, str(exc)) from exc
