@@ -65,7 +65,9 @@ async def _claim(engine: AsyncEngine, row: Any, now: datetime) -> Firing | None:
     cadence = cadence_of(row)
     try:
         fire = cadence.latest_due(row.next_run_at, now)
-        next_run_at = cadence.next_after(now)
+        next_run_at = cadence.next_after(fire)  # a period stays on its grid
+        if next_run_at <= now:
+            next_run_at = cadence.next_after(now)
     except BadCadence as exc:  # a cron with no future time: stop it, say why
         extra = {"schedule_id": str(row.schedule_id), "error": str(exc)}
         log.error("schedule stopped", extra=extra)
