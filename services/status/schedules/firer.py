@@ -40,6 +40,7 @@ from shared.contracts.jobs import JobSubmitted
 
 log = logging.getLogger("hybridq.status.schedules")
 Clock = Callable[[], datetime]
+PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
 def utc_now() -> datetime:
@@ -133,8 +134,9 @@ async def publish_pending(engine: AsyncEngine, bus: Bus, limit: int = 100) -> in
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        for row in rows:
-            await bus.submit(json.dumps(row.body).encode())
+        async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):  # never hold the locks long
+            for row in rows:
+                await bus.submit(json.dumps(row.body).encode())
         if rows:
             await conn.execute(
                 update(schedule_firings)
