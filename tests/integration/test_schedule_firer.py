@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.status.schedules import store
-from services.status.schedules.firer import Firer, claim_due, publish_pending
+from services.status.schedules.claims import claim_due
+from services.status.schedules.firer import Firer
+from services.status.schedules.outbox import publish_pending
 from services.status.schedules.tables import schedule_firings, schedules
 from services.status.schedules.timing import Cadence, job_id_for
 from shared.bus import Bus
