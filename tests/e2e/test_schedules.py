@@ -24,6 +24,7 @@ from devtools.stack import Stack
 from services.status.schedules.tables import schedule_firings, schedules
 from services.status.schedules.timing import job_id_for
 from tests.conftest import free_port
+from tests.e2e.client import events, wait_for
 
 pytestmark = pytest.mark.connected
 NOOP = {"job_type": "noop", "params": {"from": "schedule"}}
@@ -123,6 +124,47 @@ async def test_every_second_jobs_fire_and_run_with_their_schedule_id(
         await asyncio.sleep(1.5)
         assert len(await firings(engine, schedule_id)) == len(fired)
         assert (await http.get(f"/schedules/{schedule_id}")).status_code == 404
+
+
+async def test_a_firing_published_again_runs_once(stack: Stack, engine: AsyncEngine) -> None:
+    """The outbox may publish a firing twice (crash between publish and mark): the
+    deterministic job_id makes the second copy a duplicate the router skips."""
+    async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
+        schedule_id = (await create(http, every_seconds=1))["schedule_id"]
+        await asyncio.sleep(2.5)
+        await http.patch(f"/schedules/{schedule_id}", json={"enabled": False})
+        fired, _ = await all_jobs_seen(http, engine, schedule_id)
+        published = await wait_metric(stack.api, "hybridq_schedule_jobs_published_total", 0)
+        async with engine.begin() as conn:  # as if every mark had been lost
+            await conn.execute(
+                update(schedule_firings)
+                .where(schedule_firings.c.schedule_id == UUID(schedule_id))
+                .values(published_at=None)
+            )
+        await wait_metric(stack.api, "hybridq_schedule_jobs_published_total", published)
+        await asyncio.sleep(1.5)  # time for the copies to reach the router and be skipped
+        for f in fired:
+            view = await wait_for(stack.api, str(f.job_id))
+            assert view["status"] == "succeeded"
+            history = [e["type"] for e in await events(stack.api, str(f.job_id))]
+            assert history.count("JobSubmitted") == 1, history
+            assert history.count("JobStarted") == 1, history
+        assert len(await jobs_of(http, schedule_id)) == len(fired)
+        await http.delete(f"/schedules/{schedule_id}")
+
+
+async def wait_metric(api: str, name: str, above: float, timeout: float = 10) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(f"{api}/metrics")).text
+        value = sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
+        )
+        if value > above:
+            return value
+        assert time.monotonic() < deadline, f"{name} stayed at {value}"
+        await asyncio.sleep(0.2)
 
 
 async def test_two_status_replicas_fire_each_time_once(
