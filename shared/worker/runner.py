@@ -7,10 +7,11 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
@@ -21,17 +22,29 @@ from shared.cancellations import Cancellations
 from shared.contracts.events import (
     JobDeadLettered,
     JobFailed,
-    JobProgress,
     JobStarted,
     JobSucceeded,
 )
 from shared.contracts.jobs import DataClassification, PlacedJob, Site
 from shared.contracts.parsing import readable_job_id
+from shared.contracts.workers import AttemptLeased, AttemptReleased, RunningAttempt
 from shared.dead_letters import DeadLetterReason
-from shared.errors import JobTimeout, PermanentError
+from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
 from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
 from shared.worker.executors import Executor
 from shared.worker.handlers import JobContext
+from shared.worker.link import LoopLink
+
+SettleEarly = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Leasing:
+    """When an attempt runs under a lease instead of an unacked delivery (docs/design.md)."""
+
+    after_seconds: float = 1500.0  # attempts whose timeout is longer (consumer timeout: 30 min)
+    lease_seconds: float = 60.0  # not renewed by a heartbeat for this long: interrupted
+
 
 log = logging.getLogger("hybridq.worker")
 
@@ -49,6 +62,8 @@ class Runner:
         retry_base_seconds: float,
         retry_max_seconds: float,
         rng: random.Random | None = None,
+        leasing: Leasing | None = None,
+        instance: UUID | None = None,
     ) -> None:
         self.site = site
         self.bus = bus
@@ -59,11 +74,22 @@ class Runner:
         self.retry_base = retry_base_seconds
         self.retry_max = retry_max_seconds
         self.rng = rng or random.Random()
+        self.leasing = leasing or Leasing()
+        self.instance = instance or uuid4()
         self.running: dict[UUID, asyncio.Task[dict[str, Any]]] = {}
+        self.attempts: dict[UUID, RunningAttempt] = {}
+        self._leased: set[UUID] = set()
         self._handing_back: set[UUID] = set()
 
     # -- entry point ----------------------------------------------------------------
-    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
+    async def handle(
+        self,
+        body: bytes,
+        source_queue: str,
+        *,
+        redelivered: bool = False,
+        settle_early: SettleEarly | None = None,
+    ) -> str:
         try:
             job = PlacedJob.model_validate_json(body)
         except ValidationError as exc:
@@ -96,47 +122,91 @@ class Runner:
             return await self._failed(
                 job, "attempt interrupted: the worker holding it was lost", permanent=False
             )
-        return await self._attempt(job)
+        return await self._attempt(job, settle_early)
 
     # -- one attempt ----------------------------------------------------------------
-    async def _attempt(self, job: PlacedJob) -> str:
+    async def _attempt(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
         started = time.monotonic()
         await self.bus.event(
             JobStarted(
                 job_id=job.job_id, site=self.site, attempt=job.attempt, worker=self.worker_name
             )
         )
-
-        async def report(percent: float, message: str) -> None:
-            await self.bus.event(
-                JobProgress(
-                    job_id=job.job_id, attempt=job.attempt, percent=percent, message=message
-                )
-            )
-
-        ctx = JobContext(job.job_id, job.job_type, job.params, job.attempt, report)
         timeout = job.timeout_seconds or self.executor.default_timeout(job.job_type)
-        task = asyncio.create_task(self._run(ctx, timeout), name=f"job-{job.job_id}")
+        if settle_early is not None and timeout > self.leasing.after_seconds:
+            await self._lease(job)
+            await settle_early()  # the broker no longer holds it: no consumer timeout
+        link = LoopLink(self.bus, job)
+        ctx = JobContext(
+            job.job_id,
+            job.job_type,
+            job.params,
+            job.attempt,
+            link,
+            job.data_classification.value,
+        )
+        task = asyncio.create_task(self._run(ctx, link, timeout), name=f"job-{job.job_id}")
         self.running[job.job_id] = task
+        self.attempts[job.job_id] = RunningAttempt(
+            job_id=job.job_id, attempt=job.attempt, job_type=job.job_type, started_at=self.clock()
+        )
         self.cancellations.watch(job.job_id, task)
         try:
             await asyncio.wait({task})
         finally:
             self.running.pop(job.job_id, None)
+            self.attempts.pop(job.job_id, None)
             self.cancellations.unwatch(job.job_id)
-        outcome = await self._settle(job, task, time.monotonic() - started)
+        try:
+            outcome = await self._settle(job, task, time.monotonic() - started)
+        finally:
+            if job.job_id in self._leased:
+                await self._release(job)
         WORKER_ATTEMPTS.labels(self.site.value, job.job_type, outcome).inc()
         WORKER_DURATION.labels(self.site.value, job.job_type, outcome).observe(
             time.monotonic() - started
         )
         return outcome
 
-    async def _run(self, ctx: JobContext, timeout: float) -> dict[str, Any]:
+    async def _run(self, ctx: JobContext, link: LoopLink, timeout: float) -> dict[str, Any]:
         try:
             async with asyncio.timeout(timeout):
-                return await self.executor.run(ctx)
+                result = await self.executor.run(ctx)
+                await link.settled()  # every child submission confirmed before success
+                return result
         except TimeoutError as exc:
             raise JobTimeout(f"timeout: the attempt ran longer than {timeout:g}s") from exc
+
+    # -- leases (long attempts) -----------------------------------------------------
+    async def _lease(self, job: PlacedJob) -> None:
+        await self.bus.worker_message(
+            AttemptLeased(
+                worker=self.worker_name,
+                instance=self.instance,
+                site=self.site,
+                job=job,
+                lease_seconds=self.leasing.lease_seconds,
+                retry_base_seconds=self.retry_base,
+                retry_max_seconds=self.retry_max,
+            )
+        )
+        self._leased.add(job.job_id)
+        log.info("attempt runs under a lease", extra={"job_id": str(job.job_id)})
+
+    async def _release(self, job: PlacedJob) -> None:
+        self._leased.discard(job.job_id)
+        try:
+            await self.bus.worker_message(
+                AttemptReleased(
+                    worker=self.worker_name,
+                    instance=self.instance,
+                    site=self.site,
+                    job_id=job.job_id,
+                    attempt=job.attempt,
+                )
+            )
+        except Exception:  # the lease is no longer renewed; the status service tidies up
+            log.exception("lease release not published", extra={"job_id": str(job.job_id)})
 
     async def _settle(
         self, job: PlacedJob, task: asyncio.Task[dict[str, Any]], duration: float
@@ -163,7 +233,8 @@ class Runner:
             log.info("succeeded", extra={"job_id": str(job.job_id), "attempt": job.attempt})
             return "succeeded"
         permanent = isinstance(exc, PermanentError)
-        error = str(exc) if isinstance(exc, JobTimeout) else f"{type(exc).__name__}: {exc}"
+        described = isinstance(exc, JobTimeout | HandlerRaised | HandlerProcessDied)
+        error = str(exc) if described else f"{type(exc).__name__}: {exc}"
         return await self._failed(job, error, permanent=permanent)
 
     async def _failed(self, job: PlacedJob, error: str, *, permanent: bool) -> str:
