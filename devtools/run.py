@@ -16,12 +16,16 @@ from devtools.stack import Stack
 
 VHOST = "hybridq"
 DATABASE = "hybridq"
+# the example handler package (README, "Your own job types") and the rules listing its types
+EXAMPLE_HANDLERS = "examples.thumbnails.handlers"
+EXAMPLE_RULES = "examples/thumbnails/rules.toml"
 DEMO_JOBS = [
     {"job_type": "noop"},
     {"job_type": "8k_transcode", "params": {"work_ms": 200}},
     {"job_type": "sleep", "params": {"seconds": 1}, "data_classification": "confidential"},
     {"job_type": "flaky", "params": {"fail_times": 1}, "target_cloud": "public"},
     {"job_type": "noop", "delay_seconds": 2},
+    {"job_type": "thumbnail_batch", "params": {"sizes": [64, 128]}},
 ]
 TERMINAL = {"rejected", "succeeded", "dead_lettered", "cancelled"}
 
@@ -33,6 +37,8 @@ def main() -> int:
         "AMQP_URL": os.environ.get("AMQP_URL") or create_vhost(VHOST),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or create_database(DATABASE),
         "ROUTER_STATE_DIR": "var/router",
+        "HYBRIDQ_HANDLERS": os.environ.get("HYBRIDQ_HANDLERS") or EXAMPLE_HANDLERS,
+        "ROUTING_RULES": os.environ.get("ROUTING_RULES") or EXAMPLE_RULES,
     }
     stack = Stack(env, Path("var/log"))
     print("migrating the status database ...")

@@ -34,6 +34,7 @@ VIEW_FIELDS = (
     "finished_at",
     "updated_at",
     "group_id",
+    "parent_id",
 )
 
 
@@ -81,11 +82,13 @@ async def list_jobs(
     status: str | None = None,
     site: str | None = None,
     job_type: str | None = None,
+    parent_id: UUID | None = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = _jobs_with_group()
-    for column, value in (("status", status), ("site", site), ("job_type", job_type)):
+    filters = (("status", status), ("site", site), ("job_type", job_type), ("parent_id", parent_id))
+    for column, value in filters:
         if value is not None:
             query = query.where(jobs.c[column] == value)
     if submitted_after is not None:

@@ -10,10 +10,10 @@ retry the attempt if the lease is not renewed (see docs/design.md, "Long attempt
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.contracts.events import utcnow
 from shared.contracts.jobs import PlacedJob, Site
@@ -67,3 +67,9 @@ class AttemptReleased(WorkerMessage):
     type: Literal["AttemptReleased"] = "AttemptReleased"
     job_id: UUID
     attempt: int
+
+
+AnyWorkerMessage = Annotated[
+    WorkerHeartbeat | AttemptLeased | AttemptReleased, Field(discriminator="type")
+]
+WORKER_MESSAGE_ADAPTER: TypeAdapter[AnyWorkerMessage] = TypeAdapter(AnyWorkerMessage)

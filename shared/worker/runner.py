@@ -15,13 +15,9 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from shared import topology
-from shared.backoff import retry_delay
 from shared.bus import Bus
 from shared.cancellations import Cancellations
 from shared.contracts.events import (
-    JobDeadLettered,
-    JobFailed,
     JobStarted,
     JobSucceeded,
 )
@@ -32,6 +28,7 @@ from shared.dead_letters import DeadLetterReason
 from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
 from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
 from shared.worker.executors import Executor
+from shared.worker.failing import RetryPolicy, dead_letter, fail_attempt
 from shared.worker.handlers import JobContext
 from shared.worker.link import LoopLink
 
@@ -238,64 +235,17 @@ class Runner:
         return await self._failed(job, error, permanent=permanent)
 
     async def _failed(self, job: PlacedJob, error: str, *, permanent: bool) -> str:
-        now = self.clock()
-        if not permanent and job.attempt < job.last_attempt:
-            wait = retry_delay(job.attempt, self.retry_base, self.retry_max, self.rng)
-            retry_at = now + timedelta(seconds=wait)
-            await self.bus.event(
-                JobFailed(
-                    job_id=job.job_id,
-                    site=self.site,
-                    attempt=job.attempt,
-                    error=error,
-                    retry_at=retry_at,
-                )
-            )
-            await self.bus.delay(
-                job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at}), now
-            )
-            log.info(
-                "failed; retry scheduled",
-                extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},
-            )
-            return "retrying"
-        await self.bus.event(
-            JobFailed(job_id=job.job_id, site=self.site, attempt=job.attempt, error=error)
+        policy = RetryPolicy(self.retry_base, self.retry_max)
+        return await fail_attempt(
+            self.bus, job, error, permanent=permanent, now=self.clock(), policy=policy, rng=self.rng
         )
-        reason = DeadLetterReason.PERMANENT_ERROR if permanent else DeadLetterReason.MAX_ATTEMPTS
-        await self._dead_letter(
-            job.model_dump_json().encode(),
-            str(job.job_id),
-            topology.work_queue_name(self.site),
-            reason,
-            error,
-            job.attempt,
-        )
-        return "dead_lettered"
 
     # -- refusals and dead letters -------------------------------------------------
     async def _refuse(
         self, body: bytes, source_queue: str, reason: str, detail: str, attempts: int = 0
     ) -> str:
-        await self._dead_letter(body, _job_id_of(body), source_queue, reason, detail, attempts)
+        await dead_letter(self.bus, body, _job_id_of(body), source_queue, reason, detail, attempts)
         return f"refused:{reason}"
-
-    async def _dead_letter(
-        self,
-        body: bytes,
-        job_id: str | None,
-        source_queue: str,
-        reason: str,
-        detail: str,
-        attempts: int,
-    ) -> None:
-        await self.bus.dead_letter(
-            body, reason=reason, source_queue=source_queue, detail=detail, job_id=job_id
-        )
-        if job_id is not None:
-            await self.bus.event(
-                JobDeadLettered(job_id=UUID(job_id), reason=reason, attempts=attempts)
-            )
 
     # -- graceful drain -------------------------------------------------------------
     async def drain(self, timeout: float) -> None:

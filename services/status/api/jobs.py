@@ -56,6 +56,7 @@ async def list_jobs(
     status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
     site: Annotated[str | None, Query(pattern="^(public|private)$")] = None,
     job_type: str | None = None,
+    parent_id: Annotated[UUID | None, Query(description="the children of this job")] = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -72,6 +73,7 @@ async def list_jobs(
             status=status,
             site=site,
             job_type=job_type,
+            parent_id=parent_id,
             submitted_after=submitted_after,
             submitted_before=submitted_before,
         )

@@ -43,6 +43,7 @@ class JobViewOut(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     group_id: UUID | None = None
+    parent_id: UUID | None = None
 
 
 class JobPage(BaseModel):
