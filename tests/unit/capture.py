@@ -58,7 +58,7 @@ def capture(broker: RabbitBroker) -> Captured:
         decoder=raw_body,
     )
     async def on_submitted(msg: RabbitMessage) -> None:
-        seen.submitted.append(json.loads(msg.body))
+        seen.submitted.append(_json(msg.body))
 
     for site in ("public", "private"):
 
