@@ -42,6 +42,9 @@ class WorkerMessage(BaseModel):
 
 
 class WorkerHeartbeat(WorkerMessage):
+    """A worker is alive: its site, job types, concurrency and running attempts (every
+    HEARTBEAT_SECONDS; expires unread after a few intervals)."""
+
     routing_key = "worker.heartbeat"
     type: Literal["WorkerHeartbeat"] = "WorkerHeartbeat"
     job_types: list[str]
@@ -51,6 +54,8 @@ class WorkerHeartbeat(WorkerMessage):
 
 
 class AttemptLeased(WorkerMessage):
+    """A long attempt runs under a lease (renewed by heartbeats) instead of a delivery."""
+
     routing_key = "worker.lease"
     type: Literal["AttemptLeased"] = "AttemptLeased"
     job: PlacedJob
