@@ -93,11 +93,11 @@ def demo(api: str) -> None:
             if len(views) == len(ids) and all(v["status"] in TERMINAL for v in views.values()):
                 break
             time.sleep(0.3)
-    print(f"\n{'job_id':36}  {'job_type':12}  {'site':7}  {'rule':9}  {'tries':5}  status")
+    print(f"\n{'job_id':36}  {'job_type':15}  {'site':7}  {'rule':9}  {'tries':5}  status")
     for job_id in ids:
         v = views.get(job_id, {})
         print(
-            f"{job_id:36}  {v.get('job_type')!s:12}  {v.get('site')!s:7}  "
+            f"{job_id:36}  {v.get('job_type')!s:15}  {v.get('site')!s:7}  "
             f"{v.get('rule')!s:9}  {v.get('attempts')!s:5}  {v.get('status', 'unknown')}"
         )
 
