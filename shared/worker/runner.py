@@ -33,6 +33,8 @@ from shared.worker.handlers import JobContext
 from shared.worker.link import LoopLink
 
 SettleEarly = Callable[[], Awaitable[None]]
+SLOT_WAIT_SECONDS = 5.0
+PARK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Runner:
         rng: random.Random | None = None,
         leasing: Leasing | None = None,
         instance: UUID | None = None,
+        concurrency: int = 4,
     ) -> None:
         self.site = site
         self.bus = bus
@@ -72,6 +75,8 @@ class Runner:
         self.retry_max = retry_max_seconds
         self.rng = rng or random.Random()
         self.leasing = leasing or Leasing()
+        self._slots = asyncio.Semaphore(concurrency)
+        self.slot_wait_seconds = SLOT_WAIT_SECONDS
         self.instance = instance or uuid4()
         self.running: dict[UUID, asyncio.Task[dict[str, Any]]] = {}
         self.attempts: dict[UUID, RunningAttempt] = {}
@@ -119,7 +124,26 @@ class Runner:
             return await self._failed(
                 job, "attempt interrupted: the worker holding it was lost", permanent=False
             )
-        return await self._attempt(job, settle_early)
+        return await self._in_a_slot(job, settle_early)
+
+    async def _in_a_slot(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
+        """At most `concurrency` attempts at once, leased ones included. A leased attempt
+        no longer holds a delivery, so the broker may deliver more than there are slots:
+        such a job waits briefly, then is parked (same attempt) through a delay tier
+        rather than held unacked for as long as a long attempt runs."""
+        try:
+            async with asyncio.timeout(self.slot_wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            now = self.clock()
+            later = now + timedelta(seconds=PARK_SECONDS)
+            await self.bus.delay(job.model_copy(update={"run_at": later}), now)
+            log.info("every slot is busy: parked", extra={"job_id": str(job.job_id)})
+            return "parked"
+        try:
+            return await self._attempt(job, settle_early)
+        finally:
+            self._slots.release()
 
     # -- one attempt ----------------------------------------------------------------
     async def _attempt(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:

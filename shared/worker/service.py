@@ -78,6 +78,7 @@ def build(
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
         leasing=Leasing(settings.lease_after_seconds, settings.lease_seconds),
+        concurrency=settings.concurrency,
     )
     heartbeat = Heartbeat(
         runner.bus,

@@ -109,3 +109,20 @@ async def test_a_long_attempt_is_leased_and_released_and_heartbeats_list_it() ->
     kinds = [m["type"] for m in seen.worker_messages]
     assert kinds == ["AttemptLeased", "AttemptReleased"]  # the short attempt holds its delivery
     assert seen.worker_messages[0]["job"]["job_id"] == seen.worker_messages[1]["job_id"]
+
+
+async def test_leased_attempts_count_against_concurrency() -> None:
+    """A leased attempt frees its delivery, not its slot: with every slot busy a new job
+    is parked (same attempt) instead of running beyond WORKER_CONCURRENCY."""
+    w = worker(Site.PRIVATE, registry(), LEASE_AFTER_SECONDS=1, WORKER_CONCURRENCY=1)
+    w.runner.slot_wait_seconds = 0.2
+    seen = capture(w.broker)
+    async with TestRabbitBroker(w.broker):
+        long = placed("private", "sleep", params={"seconds": 1}, timeout_seconds=5)
+        running = asyncio.create_task(dispatch(w, "private", long))
+        await asyncio.sleep(0.3)
+        await dispatch(w, "private", placed("private", "noop"))
+        await running
+    [(_, parked)] = seen.delayed
+    assert (parked["job_type"], parked["attempt"]) == ("noop", 1)
+    assert seen.types().count("JobStarted") == 1
