@@ -176,6 +176,16 @@ async def test_heartbeats_list_the_live_workers(stack: Stack) -> None:
         assert {"busy", "fan_out", "noop"} <= set(item["job_types"])
         assert item["concurrency"] == 3
         assert isinstance(item["running"], list)
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.status.cli", "workers"],
+        env={**os.environ, "HYBRIDQ_API": stack.api},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert {w["worker"] for w in items} <= set(shown.stdout.split()), shown.stdout
 
 
 def test_a_handler_module_that_does_not_import_stops_the_worker(stack_env: dict[str, str]) -> None:
