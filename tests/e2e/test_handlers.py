@@ -20,6 +20,7 @@ from tests.e2e.client import events, job, submit, wait_for
 pytestmark = pytest.mark.connected
 
 MODULE = "tests.handler_modules.sample"
+EXAMPLE = "examples.thumbnails.handlers"  # the README's example, as `make run` loads it
 RULES = str(Path(__file__).resolve().parent.parent / "handler_modules" / "rules.toml")
 
 
@@ -27,7 +28,7 @@ RULES = str(Path(__file__).resolve().parent.parent / "handler_modules" / "rules.
 def stack_env(stack_env: dict[str, str]) -> dict[str, str]:
     return {
         **stack_env,
-        "HYBRIDQ_HANDLERS": MODULE,
+        "HYBRIDQ_HANDLERS": f"{MODULE}, {EXAMPLE}",
         "ROUTING_RULES": RULES,
         "WORKER_CONCURRENCY": "3",
         "HEARTBEAT_SECONDS": "1",
@@ -71,6 +72,18 @@ async def test_a_module_from_hybridq_handlers_runs_plain_and_coroutine_handlers(
     )
     assert (await wait_for(stack.api, plain))["status"] == "succeeded"
     assert (await wait_for(stack.api, coroutine))["status"] == "succeeded"
+
+
+async def test_the_example_package_runs_a_batch_of_thumbnails(stack: Stack) -> None:
+    [batch] = await submit(
+        stack.env["AMQP_URL"], job("thumbnail_batch", params={"sizes": [16, 32]})
+    )
+    view = await wait_for(stack.api, batch)
+    assert view["status"] == "succeeded", view
+    for child, size in zip(view["result"]["children"], (16, 32), strict=True):
+        child_view = await wait_for(stack.api, child)
+        assert child_view["status"] == "succeeded", child_view
+        assert (child_view["parent_id"], child_view["result"]["size"]) == (batch, size)
 
 
 async def test_timed_out_plain_handler_is_killed_and_the_worker_stays_responsive(
