@@ -113,7 +113,8 @@ def build(
 
     @app.on_startup
     async def declare() -> None:
-        await pool.start()
+        if isinstance(runner.executor, LocalExecutor):
+            await pool.start()  # warm before the first job (a remote executor needs none)
         await broker.connect()
         await topology.declare(broker, topology.worker_bindings(settings.work_queue_type))
         if settings.metrics_port:
