@@ -48,6 +48,10 @@ class PoolProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def alive(self) -> bool:
+        return self._reading and self.proc.returncode is None
+
     def _readable(self) -> None:
         try:
             while self.conn.poll():
@@ -116,6 +120,11 @@ class ProcessPool:
         """Run one attempt in a free process; relay its reports while it runs."""
         await self.start()
         process = await self._idle.get()
+        while not process.alive:  # died while idle (OOM killer, an operator): replace it
+            self._live.discard(process)
+            await process.reap()
+            self._respawn(pause=0)
+            process = await self._idle.get()
         try:
             process.send(request)
             while True:

@@ -126,3 +126,16 @@ async def test_leased_attempts_count_against_concurrency() -> None:
     [(_, parked)] = seen.delayed
     assert (parked["job_type"], parked["attempt"]) == ("noop", 1)
     assert seen.types().count("JobStarted") == 1
+
+
+async def test_a_pool_process_killed_while_idle_is_replaced_before_use() -> None:
+    w = worker(Site.PRIVATE, registry(), WORKER_CONCURRENCY=1)
+    seen = capture(w.broker)
+    async with TestRabbitBroker(w.broker):
+        await dispatch(w, "private", placed("private", "busy", params={"seconds": 0}))
+        [pid] = w.pool.pids()
+        os.kill(pid, 9)
+        await asyncio.sleep(0.2)
+        await dispatch(w, "private", placed("private", "busy", params={"seconds": 0}))
+    assert seen.types().count("JobSucceeded") == 2, seen.events
+    assert w.pool.pids() != [pid]
