@@ -8,7 +8,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -23,26 +22,19 @@ from shared.contracts.events import (
 )
 from shared.contracts.jobs import DataClassification, PlacedJob, Site
 from shared.contracts.parsing import readable_job_id
-from shared.contracts.workers import AttemptLeased, AttemptReleased, RunningAttempt
+from shared.contracts.workers import RunningAttempt
 from shared.dead_letters import DeadLetterReason
 from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
 from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
 from shared.worker.executors import Executor
 from shared.worker.failing import RetryPolicy, dead_letter, fail_attempt
 from shared.worker.handlers import JobContext
+from shared.worker.leases import Leases, Leasing
 from shared.worker.link import LoopLink
 
 SettleEarly = Callable[[], Awaitable[None]]
 SLOT_WAIT_SECONDS = 5.0
 PARK_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Leasing:
-    """When an attempt runs under a lease instead of an unacked delivery (docs/design.md)."""
-
-    after_seconds: float = 1500.0  # attempts whose timeout is longer (consumer timeout: 30 min)
-    lease_seconds: float = 60.0  # not renewed by a heartbeat for this long: interrupted
 
 
 log = logging.getLogger("hybridq.worker")
@@ -74,13 +66,19 @@ class Runner:
         self.retry_base = retry_base_seconds
         self.retry_max = retry_max_seconds
         self.rng = rng or random.Random()
-        self.leasing = leasing or Leasing()
         self._slots = asyncio.Semaphore(concurrency)
         self.slot_wait_seconds = SLOT_WAIT_SECONDS
         self.instance = instance or uuid4()
+        self.leases = Leases(
+            bus,
+            worker_name,
+            self.instance,
+            site,
+            leasing or Leasing(),
+            RetryPolicy(retry_base_seconds, retry_max_seconds),
+        )
         self.running: dict[UUID, asyncio.Task[dict[str, Any]]] = {}
         self.attempts: dict[UUID, RunningAttempt] = {}
-        self._leased: set[UUID] = set()
         self._handing_back: set[UUID] = set()
 
     # -- entry point ----------------------------------------------------------------
@@ -154,8 +152,8 @@ class Runner:
             )
         )
         timeout = job.timeout_seconds or self.executor.default_timeout(job.job_type)
-        if settle_early is not None and timeout > self.leasing.after_seconds:
-            await self._lease(job)
+        if settle_early is not None and self.leases.needed(timeout):
+            await self.leases.take(job)
             await settle_early()  # the broker no longer holds it: no consumer timeout
         link = LoopLink(self.bus, job)
         ctx = JobContext(
@@ -181,8 +179,7 @@ class Runner:
         try:
             outcome = await self._settle(job, task, time.monotonic() - started)
         finally:
-            if job.job_id in self._leased:
-                await self._release(job)
+            await self.leases.release(job)
         WORKER_ATTEMPTS.labels(self.site.value, job.job_type, outcome).inc()
         WORKER_DURATION.labels(self.site.value, job.job_type, outcome).observe(
             time.monotonic() - started
@@ -197,37 +194,6 @@ class Runner:
                 return result
         except TimeoutError as exc:
             raise JobTimeout(f"timeout: the attempt ran longer than {timeout:g}s") from exc
-
-    # -- leases (long attempts) -----------------------------------------------------
-    async def _lease(self, job: PlacedJob) -> None:
-        await self.bus.worker_message(
-            AttemptLeased(
-                worker=self.worker_name,
-                instance=self.instance,
-                site=self.site,
-                job=job,
-                lease_seconds=self.leasing.lease_seconds,
-                retry_base_seconds=self.retry_base,
-                retry_max_seconds=self.retry_max,
-            )
-        )
-        self._leased.add(job.job_id)
-        log.info("attempt runs under a lease", extra={"job_id": str(job.job_id)})
-
-    async def _release(self, job: PlacedJob) -> None:
-        self._leased.discard(job.job_id)
-        try:
-            await self.bus.worker_message(
-                AttemptReleased(
-                    worker=self.worker_name,
-                    instance=self.instance,
-                    site=self.site,
-                    job_id=job.job_id,
-                    attempt=job.attempt,
-                )
-            )
-        except Exception:  # the lease is no longer renewed; the status service tidies up
-            log.exception("lease release not published", extra={"job_id": str(job.job_id)})
 
     async def _settle(
         self, job: PlacedJob, task: asyncio.Task[dict[str, Any]], duration: float

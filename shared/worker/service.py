@@ -23,9 +23,10 @@ from shared.settings import WorkerSettings
 from shared.worker.executors import Executor, LocalExecutor
 from shared.worker.handlers import Registry
 from shared.worker.heartbeat import Heartbeat
+from shared.worker.leases import Leasing
 from shared.worker.loading import load_handlers, pool_modules
 from shared.worker.pool import ProcessPool
-from shared.worker.runner import Leasing, Runner
+from shared.worker.runner import Runner
 
 
 def _now() -> datetime:
