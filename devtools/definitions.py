@@ -54,20 +54,20 @@ SERVICES = (
         topology.cancel_queue_prefix("public-worker"),
         topology.worker_bindings(),
         (_work(Site.PUBLIC),),
-        ALL_PUBLISHED,
+        (topology.INTAKE, *ALL_PUBLISHED),  # INTAKE: child jobs (ctx.submit)
     ),
     ServiceAccess(
         "hybridq-private-worker",
         topology.cancel_queue_prefix("private-worker"),
         topology.worker_bindings(),
         (_work(Site.PRIVATE),),
-        ALL_PUBLISHED,
+        (topology.INTAKE, *ALL_PUBLISHED),  # INTAKE: child jobs (ctx.submit)
     ),
     ServiceAccess(
         "hybridq-status",
         None,
         topology.status_bindings(),
-        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS),
+        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS, topology.STATUS_WORKERS),
         (topology.INTAKE, *ALL_PUBLISHED),
     ),
 )

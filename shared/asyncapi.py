@@ -12,6 +12,7 @@ from faststream.specification import AsyncAPI
 from shared import topology
 from shared.contracts.events import EVENT_TYPES
 from shared.contracts.jobs import JobSubmitted, PlacedJob, Site
+from shared.contracts.workers import AttemptLeased, AttemptReleased, WorkerHeartbeat
 
 DESCRIPTION = """\
 hybridq: a hybrid-cloud job scheduler over RabbitMQ. Clients publish JobSubmitted to
@@ -39,6 +40,14 @@ def build() -> AsyncAPI:
             schema=event,
             title=f"{topology.EVENTS.name}:{event.routing_key}",
             description=(event.__doc__ or event.__name__).strip(),
+        )
+    for message in (WorkerHeartbeat, AttemptLeased, AttemptReleased):
+        broker.publisher(
+            exchange=topology.EVENTS,
+            routing_key=message.routing_key,
+            schema=message,
+            title=f"{topology.EVENTS.name}:{message.routing_key}",
+            description=(message.__doc__ or message.__name__).strip(),
         )
     for site in Site:
         queue = topology.work_queue(site)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from shared import topology
 from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
+from shared.contracts.workers import WorkerMessage
 from shared.dead_letters import (
     DEAD_LETTER_ID_HEADER,
     DEAD_LETTERED_AT_HEADER,
@@ -58,6 +59,7 @@ class Bus:
         priority: int | None = None,
         headers: dict[str, Any] | None = None,
         message_id: str | None = None,
+        expiration: float | None = None,
     ) -> None:
         await self.broker.publish(
             body,
@@ -68,11 +70,25 @@ class Bus:
             priority=priority,
             headers=headers,
             message_id=message_id or str(uuid4()),
+            expiration=expiration,
         )
 
     async def event(self, event: Event) -> None:
         await self._publish(
             _body(event), topology.EVENTS, event.routing_key, message_id=str(event.event_id)
+        )
+
+    async def worker_message(
+        self, message: WorkerMessage, *, expiration: float | None = None
+    ) -> None:
+        """A worker's heartbeat or lease on `jobs.events` (`worker.*`); a heartbeat expires
+        (`expiration` seconds) rather than pile up while the status service is away."""
+        await self._publish(
+            _body(message),
+            topology.EVENTS,
+            message.routing_key,
+            message_id=str(message.message_id),
+            expiration=expiration,
         )
 
     async def submit(self, body: bytes) -> None:

@@ -43,6 +43,15 @@ class WorkerSettings(BrokerSettings):
     executor_token: SecretStr | None = Field(default=None, alias="EXECUTOR_TOKEN")
     executor_token_file: Path | None = Field(default=None, alias="EXECUTOR_TOKEN_FILE")
     executor_poll_seconds: float = Field(default=0.2, gt=0, alias="EXECUTOR_POLL_SECONDS")
+    handlers: str = Field(default="", alias="HYBRIDQ_HANDLERS")
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=60, alias="HEARTBEAT_SECONDS")
+    lease_after_seconds: float = Field(default=1500.0, gt=0, alias="LEASE_AFTER_SECONDS")
+    lease_seconds: float = Field(default=60.0, gt=0, alias="LEASE_SECONDS")
+
+    @property
+    def handler_modules(self) -> list[str]:
+        """HYBRIDQ_HANDLERS: comma-separated modules that register job handlers."""
+        return [m.strip() for m in self.handlers.split(",") if m.strip()]
 
 
 class StatusSettings(BrokerSettings):

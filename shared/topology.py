@@ -102,6 +102,9 @@ ROUTER_DUE = _quorum(
 )
 STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETTERING)
 STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
+WORKER_KEYS = "worker.#"
+STATUS_WORKERS = _classic("jobs.status.workers", routing_key=WORKER_KEYS, **_DEAD_LETTERING)
+"""Worker heartbeats and attempt leases, for the status service (`GET /workers`, leases)."""
 
 
 def cancel_queue_prefix(service: str) -> str:
@@ -162,6 +165,7 @@ def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding,
         *((t.queue, DELAY) for t in DELAY_TIERS),
         (ROUTER_DUE, DELAY),
         (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
+        (STATUS_WORKERS, EVENTS),
     )
 
 

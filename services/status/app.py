@@ -16,10 +16,11 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.status import groups
+from services.status import groups, leases, workers
 from services.status.api import dead_letters, jobs, system
 from services.status.api import groups as group_routes
 from services.status.api import schedules as schedule_routes
+from services.status.api import workers as worker_routes
 from services.status.api.deps import Resources
 from services.status.consumers import subscribe
 from services.status.projector import Projector
@@ -57,6 +58,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
         subscribe(broker, bus, projector, engine)
+        workers.subscribe(broker, bus, engine)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
@@ -65,6 +67,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(groups.sweep(engine, bus), name="groups-sweep")
         firer = Firer(engine, bus, settings.schedule_poll_seconds)
         firing = asyncio.create_task(firer.run(), name="schedule-firer")
+        lease_sweeper = asyncio.create_task(leases.sweep_forever(engine, bus), name="leases")
         app.state.resources = Resources(settings, engine, broker, bus, rules, depths, projector)
         try:
             yield
@@ -73,6 +76,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             firing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await firing  # no publish after the broker stops
+            lease_sweeper.cancel()
             await broker.stop()
             await projector.stop()
             await depths.stop()
@@ -90,6 +94,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     app.include_router(dead_letters.router)
     app.include_router(group_routes.router)
     app.include_router(schedule_routes.router)
+    app.include_router(worker_routes.router)
     app.include_router(system.router)
     _errors(app)
     _middleware(app)

@@ -66,6 +66,7 @@ class JobView:
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    parent_id: UUID | None = None
     key: tuple[int, int] = (0, -1)  # lifecycle position of the status shown
 
     @property
@@ -180,6 +181,7 @@ def _fill(view: JobView, event: AnyEvent) -> JobView:
             data_classification=event.data_classification.value,
             max_attempts=event.max_attempts,
             submitted_at=event.occurred_at,
+            parent_id=event.parent_id,
         )
     if isinstance(event, JobStarted):
         first = view.started_at is None or event.occurred_at < view.started_at

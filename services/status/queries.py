@@ -36,6 +36,7 @@ VIEW_FIELDS = (
     "updated_at",
     "group_id",
     "schedule_id",
+    "parent_id",
 )
 
 
@@ -85,6 +86,7 @@ async def list_jobs(
     status: str | None = None,
     site: str | None = None,
     job_type: str | None = None,
+    parent_id: UUID | None = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
     schedule_id: UUID | None = None,
@@ -92,7 +94,8 @@ async def list_jobs(
     query = _jobs_with_group()
     if schedule_id is not None:
         query = query.where(schedule_firings.c.schedule_id == schedule_id)
-    for column, value in (("status", status), ("site", site), ("job_type", job_type)):
+    filters = (("status", status), ("site", site), ("job_type", job_type), ("parent_id", parent_id))
+    for column, value in filters:
         if value is not None:
             query = query.where(jobs.c[column] == value)
     if submitted_after is not None:

@@ -53,7 +53,9 @@ jobs = Table(
     # newest-first listing key: submitted_at, or the first event seen until it arrives
     Column("listed_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("parent_id", UUID(as_uuid=True)),  # a child job's parent (contract section 6)
     Index("ix_jobs_listing", "listed_at", "job_id"),
+    Index("ix_jobs_parent_listing", "parent_id", "listed_at", "job_id"),
     Index("ix_jobs_status_listing", "status", "listed_at", "job_id"),
     Index("ix_jobs_site_status", "site", "status"),
     Index("ix_jobs_job_type", "job_type"),
@@ -106,4 +108,33 @@ group_members = Table(
     Column("compensation", JSONB),
     Column("compensation_job_id", UUID(as_uuid=True)),
     Index("ix_group_members_group", "group_id", "position"),
+)
+
+# -- the worker fleet and long attempts' leases (services/status/workers.py) -------------
+workers = Table(
+    "workers",
+    metadata,
+    Column("instance", UUID(as_uuid=True), primary_key=True),  # one worker process
+    Column("worker", Text, nullable=False),
+    Column("site", Text, nullable=False),
+    Column("job_types", JSONB, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("running", JSONB, nullable=False),
+    Column("interval_seconds", Float, nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),  # status service's clock
+    Index("ix_workers_last_seen", "last_seen"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("instance", UUID(as_uuid=True), primary_key=True),
+    Column("worker", Text, nullable=False),
+    Column("job", JSONB, nullable=False),  # the placed job, to retry it if the lease lapses
+    Column("lease_seconds", Float, nullable=False),
+    Column("retry_base_seconds", Float, nullable=False),
+    Column("retry_max_seconds", Float, nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),  # status service's clock
 )

@@ -44,6 +44,7 @@ class JobViewOut(BaseModel):
     updated_at: datetime
     group_id: UUID | None = None
     schedule_id: UUID | None = None
+    parent_id: UUID | None = None
 
 
 class JobPage(BaseModel):
