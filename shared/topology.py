@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from aiormq.exceptions import ChannelAccessRefused
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from shared.contracts.jobs import Site
@@ -18,7 +19,8 @@ from shared.contracts.jobs import Site
 # -- exchanges --------------------------------------------------------------------------
 INTAKE = RabbitExchange("jobs.intake", type=ExchangeType.TOPIC, durable=True)
 EVENTS = RabbitExchange("jobs.events", type=ExchangeType.TOPIC, durable=True)
-DISPATCH = RabbitExchange("jobs.dispatch", type=ExchangeType.DIRECT, durable=True)
+DISPATCH = RabbitExchange("jobs.dispatch", type=ExchangeType.TOPIC, durable=True)
+"""Topic, not direct, so that topic permissions can limit each worker to its own site's key."""
 DELAY = RabbitExchange("jobs.delay", type=ExchangeType.DIRECT, durable=True)
 DEAD_LETTER_EXCHANGE = RabbitExchange("jobs.dlx", type=ExchangeType.FANOUT, durable=True)
 """Dead-letter exchange; it feeds the `jobs.dead-letter` queue (operators) and the status
@@ -104,9 +106,17 @@ STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETT
 STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
 
 
-def cancel_queue_prefix(service: str) -> str:
-    """Each process of `service` hears cancellations on its own `<prefix><random>` queue."""
-    return f"jobs.cancel.{service}."
+# -- cancellations (a stream every router and worker replays at start) ------------------
+CANCELLED_KEY = "job.cancelled"
+CANCELLATIONS_SYNC_KEY = "cancellations.sync"
+"""Sync markers: a process reads its own marker back to know its replay reached the
+present. Not a `job.*` key, so no event consumer sees it, and only `job.cancelled` cancels."""
+CANCELLATIONS_MAX_AGE = "30D"
+"""Covers the longest wait of a queued job (7-day delays, retries, backlog) with margin;
+the same as the default RETENTION_DAYS, after which the job itself is forgotten."""
+_STREAM = {"x-max-age": CANCELLATIONS_MAX_AGE, "x-stream-max-segment-size-bytes": 8_000_000}
+CANCELLATIONS = _queue("jobs.cancellations", QueueType.STREAM, CANCELLED_KEY, **_STREAM)
+CANCELLATIONS_SYNC = _queue(CANCELLATIONS.name, QueueType.STREAM, CANCELLATIONS_SYNC_KEY, **_STREAM)
 
 
 # -- delay tiers ------------------------------------------------------------------------
@@ -162,6 +172,8 @@ def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding,
         *((t.queue, DELAY) for t in DELAY_TIERS),
         (ROUTER_DUE, DELAY),
         (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
+        (CANCELLATIONS, EVENTS),
+        (CANCELLATIONS_SYNC, EVENTS),
     )
 
 
@@ -187,10 +199,25 @@ async def declare(
     bindings: Sequence[Binding],
     exchanges: Iterable[RabbitExchange] = BASE_EXCHANGES,
 ) -> None:
-    """Declare exchanges, queues and bindings idempotently."""
-    declared = {ex.name: await broker.declare_exchange(ex) for ex in exchanges}
+    """Declare exchanges, queues and bindings idempotently.
+
+    What the service's broker user may not configure (a worker's user owns only its work
+    queue; see devtools/definitions.py) is checked to exist instead (a passive declare
+    needs no permission), and only queues the service declared itself are bound by it:
+    under least-privilege users the definitions file has created the rest."""
+    declarer = broker.config.declarer
+    declared = {}
+    for ex in exchanges:
+        try:
+            declared[ex.name] = await declarer.declare_exchange(ex)
+        except ChannelAccessRefused:
+            declared[ex.name] = await declarer.declare_exchange(ex, declare=False)
     for queue, exchange in bindings:
-        robust_queue = await broker.declare_queue(queue)
+        try:
+            robust_queue = await declarer.declare_queue(queue)
+        except ChannelAccessRefused:
+            await declarer.declare_queue(queue, declare=False)
+            continue
         await robust_queue.bind(declared[exchange.name], routing_key=queue.routing())
 
 

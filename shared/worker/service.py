@@ -15,8 +15,9 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.cancellations import Cancellations, listen
+from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.jobs import Site
+from shared.identity import WorkerUsers
 from shared.metrics import serve_metrics
 from shared.service import raw_body, settle, stop_deliveries
 from shared.settings import WorkerSettings
@@ -85,13 +86,17 @@ def build(
         title=f"{site.value}_worker",
     )
     subscriber(handle)
-    listen(broker, cancellations, f"{site.value}-worker")
+    feed = CancellationFeed(broker, runner.bus, cancellations, WorkerUsers.from_settings(settings))
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     @app.on_startup
     async def declare() -> None:
         await broker.connect()
         await topology.declare(broker, topology.worker_bindings(settings.work_queue_type))
+        # the work queue's consumer starts after this hook: no job is taken before the
+        # cancellations replay has reached the present
+        await feed.start()
+        await cancellations.caught_up()
         if settings.metrics_port:
             serve_metrics(settings.metrics_port)
 
@@ -101,5 +106,6 @@ def build(
         # runner.drain() hands back what still runs after DRAIN_SECONDS.
         await stop_deliveries(subscriber)
         await asyncio.gather(subscriber.stop(), runner.drain(settings.drain_seconds))
+        await feed.stop()
 
     return Worker(app, broker, runner)

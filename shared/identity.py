@@ -1,0 +1,84 @@
+"""Which site a broker user may speak for (contract section 3.2).
+
+Every hybridq publish carries the AMQP `user_id` property, and RabbitMQ refuses a
+message whose `user_id` is not the connection's user, so a consumer can trust it. A
+worker's user speaks only for its own site: its events, its retries and hand-backs are
+about jobs of that site. Any other user (router, status service, an operator, `guest` in
+development) or a message without `user_id` is not restricted here; the broker's
+permissions already decide what such a user may publish at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.contracts.events import (
+    Event,
+    JobCancelled,
+    JobDeadLettered,
+    JobFailed,
+    JobProgress,
+    JobRedriven,
+    JobRejected,
+    JobRouted,
+    JobScheduled,
+    JobStarted,
+    JobSubmittedEvent,
+    JobSucceeded,
+)
+from shared.contracts.jobs import Site
+
+if TYPE_CHECKING:
+    from shared.settings import BrokerSettings
+
+PUBLIC_WORKER_USER = "hybridq-public-worker"
+PRIVATE_WORKER_USER = "hybridq-private-worker"
+
+
+@dataclass(frozen=True)
+class WorkerUsers:
+    """The broker users of the two worker fleets (settings PUBLIC_WORKER_USER and
+    PRIVATE_WORKER_USER; defaults: the users of deploy/rabbitmq/definitions.json)."""
+
+    public: str = PUBLIC_WORKER_USER
+    private: str = PRIVATE_WORKER_USER
+
+    @classmethod
+    def from_settings(cls, settings: BrokerSettings) -> WorkerUsers:
+        return cls(settings.public_worker_user, settings.private_worker_user)
+
+    def site_of(self, user_id: str | None) -> Site | None:
+        """The one site `user_id` may speak for, or None when it is not a worker's user."""
+        if user_id == self.public:
+            return Site.PUBLIC
+        if user_id == self.private:
+            return Site.PRIVATE
+        return None
+
+    def may_speak_for(self, user_id: str | None, site: Site) -> bool:
+        own = self.site_of(user_id)
+        return own is None or own is site
+
+    def is_worker(self, user_id: str | None) -> bool:
+        return self.site_of(user_id) is not None
+
+
+# -- which service owns which fact (contract section 3.2) --------------------------------
+WORKER_EVENTS: tuple[type[Event], ...] = (
+    JobStarted,
+    JobProgress,
+    JobSucceeded,
+    JobFailed,
+    JobDeadLettered,
+)
+"""All a worker reports; a worker's user may publish no other event (topic permissions)."""
+ROUTER_EVENTS: tuple[type[Event], ...] = (
+    JobSubmittedEvent,
+    JobRejected,
+    JobScheduled,
+    JobRouted,
+    JobDeadLettered,
+)
+STATUS_EVENTS: tuple[type[Event], ...] = (JobCancelled, JobRedriven, JobRejected, JobDeadLettered)
+"""Operator actions (cancel, redrive), and the terminal event of a dead letter."""
