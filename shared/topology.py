@@ -204,21 +204,40 @@ async def declare(
     What the service's broker user may not configure (a worker's user owns only its work
     queue; see devtools/definitions.py) is checked to exist instead (a passive declare
     needs no permission), and only queues the service declared itself are bound by it:
-    under least-privilege users the definitions file has created the rest."""
-    declarer = broker.config.declarer
-    declared = {}
-    for ex in exchanges:
-        try:
-            declared[ex.name] = await declarer.declare_exchange(ex)
-        except ChannelAccessRefused:
-            declared[ex.name] = await declarer.declare_exchange(ex, declare=False)
-    for queue, exchange in bindings:
-        try:
-            robust_queue = await declarer.declare_queue(queue)
-        except ChannelAccessRefused:
-            await declarer.declare_queue(queue, declare=False)
-            continue
-        await robust_queue.bind(declared[exchange.name], routing_key=queue.routing())
+    under least-privilege users the definitions file has created the rest. Runs on
+    channels of its own, since a refusal closes the channel it happens on."""
+    connection = await broker.connect()
+    channel = await connection.channel()
+    used = [channel]
+    try:
+        for ex in exchanges:
+            try:
+                await channel.declare_exchange(ex.name, ex.type.value, durable=ex.durable)
+            except ChannelAccessRefused:
+                channel = await connection.channel()  # the refusal closed the old one
+                used.append(channel)
+                await channel.declare_exchange(ex.name, passive=True)
+        for queue, exchange in bindings:
+            try:
+                declared = await channel.declare_queue(
+                    queue.name, durable=queue.durable, arguments=queue.arguments
+                )
+            except ChannelAccessRefused:
+                channel = await connection.channel()
+                used.append(channel)
+                await channel.declare_queue(queue.name, passive=True)
+                continue  # not ours: its owner binds it
+            await declared.bind(exchange.name, routing_key=queue.routing())
+    finally:
+        for each in used:  # a refused robust channel reopens itself: close it too
+            await each.close()
+
+
+def passive(exchange: RabbitExchange) -> RabbitExchange:
+    """`exchange` for a subscriber whose user may not configure it: only checked."""
+    return RabbitExchange(
+        exchange.name, type=exchange.type, durable=exchange.durable, declare=False
+    )
 
 
 def all_queues(kind: WorkQueueType = WorkQueueType.CLASSIC) -> list[RabbitQueue]:

@@ -80,7 +80,7 @@ def build(
 
     subscriber = broker.subscriber(
         queue,
-        topology.DISPATCH,
+        topology.passive(topology.DISPATCH),  # a worker's user configures its queue only
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title=f"{site.value}_worker",
