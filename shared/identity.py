@@ -4,8 +4,9 @@ Every hybridq publish carries the AMQP `user_id` property, and RabbitMQ refuses 
 message whose `user_id` is not the connection's user, so a consumer can trust it. A
 worker's user speaks only for its own site: its events, its retries and hand-backs are
 about jobs of that site. Any other user (router, status service, an operator, `guest` in
-development) or a message without `user_id` is not restricted here; the broker's
-permissions already decide what such a user may publish at all.
+development) is not restricted here: the broker's permissions already decide what such a
+user may publish at all. A message without `user_id` may speak for no site, since
+RabbitMQ validates the property only when it is present.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ class WorkerUsers:
         return None
 
     def may_speak_for(self, user_id: str | None, site: Site) -> bool:
+        """Whether a message published by `user_id` may be about a job of `site`.
+
+        A message without `user_id` may not: RabbitMQ checks the property only when it is
+        set, so anyone (a worker included) could leave it out. Every hybridq service sets
+        it (shared/bus.py); `guest` in development is an unknown user, so unrestricted."""
+        if user_id is None:
+            return False
         own = self.site_of(user_id)
         return own is None or own is site
 

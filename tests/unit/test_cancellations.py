@@ -19,6 +19,7 @@ from services.router.app import build
 from shared import topology
 from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.events import JobCancelled
+from shared.contracts.jobs import Site
 from shared.identity import WorkerUsers
 from shared.placement.rules import load_rules
 from shared.settings import DEFAULT_RULES_FILE, RouterSettings
@@ -107,10 +108,12 @@ def test_cancellations_older_than_the_stream_keeps_are_forgotten() -> None:
 def test_worker_users_speak_only_for_their_site() -> None:
     users = WorkerUsers()
     assert users.site_of("hybridq-public-worker") is not None
-    assert not users.may_speak_for("hybridq-public-worker", users.site_of("hybridq-private-worker"))  # type: ignore[arg-type]
+    assert not users.may_speak_for("hybridq-public-worker", Site.PRIVATE)
     assert users.site_of("hybridq-router") is None
     assert users.site_of("guest") is None
     assert users.site_of(None) is None
+    assert not users.may_speak_for(None, Site.PUBLIC)  # anyone can leave user_id out
+    assert users.may_speak_for("guest", Site.PRIVATE)
 
 
 def placed(site: str) -> bytes:
@@ -131,9 +134,14 @@ async def test_due_refuses_a_job_parked_by_another_site_worker(tmp_path: Path) -
         outcome = await router.due.handle(placed("private"), queue, "hybridq-public-worker")
         own = await router.due.handle(placed("public"), queue, "hybridq-public-worker")
         router_own = await router.due.handle(placed("private"), queue, "hybridq-router")
-    assert (outcome, own, router_own) == ("forbidden", "dispatched", "dispatched")
-    [(_, headers)] = seen.dead_letters
-    assert headers["x-hybridq-reason"] == "forbidden"
-    assert "x-hybridq-job-id" not in headers  # cannot end the job it names
+        anonymous = await router.due.handle(placed("private"), queue, None)
+    assert (outcome, own, router_own, anonymous) == (
+        "forbidden",
+        "dispatched",
+        "dispatched",
+        "forbidden",
+    )
+    assert [h["x-hybridq-reason"] for _, h in seen.dead_letters] == ["forbidden"] * 2
+    assert all("x-hybridq-job-id" not in h for _, h in seen.dead_letters)  # ends no job
     assert [key for key, _, _ in seen.dispatched] == ["public", "private"]
     assert seen.types() == []
