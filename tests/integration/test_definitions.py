@@ -133,14 +133,15 @@ async def test_a_worker_cannot_configure_what_it_does_not_use(
             await channel.declare_queue("jobs.status.events", durable=True)
 
 
-async def test_a_public_worker_cannot_delete_the_private_queue(
-    loaded: tuple[str, str, Path],
+@pytest.mark.parametrize("queue_name", ["jobs.private", "jobs.cancellations", "jobs.router.due"])
+async def test_a_public_worker_cannot_delete_what_it_does_not_own(
+    loaded: tuple[str, str, Path], queue_name: str
 ) -> None:
     vhost, suffix, _ = loaded
     connection = await aio_pika.connect(url(vhost, suffix, "hybridq-public-worker"))
     async with connection:
         channel = await connection.channel()
-        queue = await channel.get_queue("jobs.private", ensure=False)
+        queue = await channel.get_queue(queue_name, ensure=False)
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             await queue.delete(if_unused=False, if_empty=False)
 
