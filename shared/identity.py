@@ -71,6 +71,25 @@ class WorkerUsers:
     def is_worker(self, user_id: str | None) -> bool:
         return self.site_of(user_id) is not None
 
+    def may_report(self, user_id: str | None, event: Event, job_site: Site | None) -> bool:
+        """Whether an event on `jobs.events` published by `user_id` may be applied to a job
+        placed on `job_site` (None: not known yet).
+
+        A worker's user may report only WORKER_EVENTS, only for its own site (the event's
+        `site` field, where it has one, and the job's). A worker event without `user_id`
+        is refused: the property is validated only when present, and workers may publish
+        those keys. Other events are bounded by the topic permissions (no worker may
+        publish them), so they are not restricted here."""
+        if not isinstance(event, WORKER_EVENTS):
+            return not self.is_worker(user_id)
+        if user_id is None:
+            return False
+        own = self.site_of(user_id)
+        if own is None:
+            return True
+        claimed = getattr(event, "site", None)
+        return claimed in (None, own) and job_site in (None, own)
+
 
 # -- which service owns which fact (contract section 3.2) --------------------------------
 WORKER_EVENTS: tuple[type[Event], ...] = (

@@ -18,7 +18,7 @@ from faststream.rabbit import TestRabbitBroker
 from services.router.app import build
 from shared import topology
 from shared.cancellations import CancellationFeed, Cancellations
-from shared.contracts.events import JobCancelled
+from shared.contracts.events import JobCancelled, JobProgress, JobSucceeded
 from shared.contracts.jobs import Site
 from shared.identity import WorkerUsers
 from shared.placement.rules import load_rules
@@ -114,6 +114,24 @@ def test_worker_users_speak_only_for_their_site() -> None:
     assert users.site_of(None) is None
     assert not users.may_speak_for(None, Site.PUBLIC)  # anyone can leave user_id out
     assert users.may_speak_for("guest", Site.PRIVATE)
+
+
+def test_worker_events_are_accepted_only_from_a_worker_of_the_job_site() -> None:
+    users = WorkerUsers()
+    job_id = uuid.uuid4()
+    done = JobSucceeded(
+        job_id=job_id, site=Site.PRIVATE, attempt=1, result={}, duration_seconds=1.0
+    )
+    progress = JobProgress(job_id=job_id, attempt=1, percent=50, message="")
+    stop = JobCancelled(job_id=job_id, reason="stop")
+    assert users.may_report("hybridq-private-worker", done, Site.PRIVATE)
+    assert not users.may_report("hybridq-public-worker", done, Site.PRIVATE)  # forged end
+    assert not users.may_report("hybridq-public-worker", progress, Site.PRIVATE)
+    assert users.may_report("hybridq-public-worker", progress, None)  # job not seen yet
+    assert not users.may_report(None, done, Site.PRIVATE)  # user_id left out
+    assert users.may_report("guest", done, Site.PRIVATE)  # development
+    assert not users.may_report("hybridq-private-worker", stop, Site.PRIVATE)
+    assert users.may_report("hybridq-status", stop, Site.PRIVATE)
 
 
 def placed(site: str) -> bytes:
