@@ -9,6 +9,7 @@ from typing import TypeVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.identity import PRIVATE_WORKER_USER, PUBLIC_WORKER_USER
 from shared.topology import WorkQueueType
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "services" / "router" / "rules.toml"
@@ -25,6 +26,9 @@ class BrokerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, alias="METRICS_PORT")
     drain_seconds: float = Field(default=25.0, gt=0, le=30, alias="DRAIN_SECONDS")
     work_queue_type: WorkQueueType = Field(default=WorkQueueType.CLASSIC, alias="WORK_QUEUE_TYPE")
+    # whose messages speak for which site (shared/identity.py); other users: unrestricted
+    public_worker_user: str = Field(default=PUBLIC_WORKER_USER, alias="PUBLIC_WORKER_USER")
+    private_worker_user: str = Field(default=PRIVATE_WORKER_USER, alias="PRIVATE_WORKER_USER")
 
 
 class RouterSettings(BrokerSettings):

@@ -15,8 +15,9 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.cancellations import Cancellations, listen
+from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.jobs import Site
+from shared.identity import WorkerUsers
 from shared.metrics import serve_metrics
 from shared.service import raw_body, settle, stop_deliveries
 from shared.settings import WorkerSettings
@@ -101,13 +102,13 @@ def build(
 
     subscriber = broker.subscriber(
         queue,
-        topology.DISPATCH,
+        topology.passive(topology.DISPATCH),  # a worker's user configures its queue only
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title=f"{site.value}_worker",
     )
     subscriber(handle)
-    listen(broker, cancellations, f"{site.value}-worker")
+    feed = CancellationFeed(broker, runner.bus, cancellations, WorkerUsers.from_settings(settings))
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     beating: list[asyncio.Task[None]] = []
@@ -118,6 +119,10 @@ def build(
             await pool.start()  # warm before the first job (a remote executor needs none)
         await broker.connect()
         await topology.declare(broker, topology.worker_bindings(settings.work_queue_type))
+        # the work queue's consumer starts after this hook: no job is taken before the
+        # cancellations replay has reached the present
+        await feed.start()
+        await cancellations.caught_up()
         if settings.metrics_port:
             serve_metrics(settings.metrics_port)
 
@@ -135,5 +140,6 @@ def build(
         for task in beating:
             task.cancel()
         await pool.close()
+        await feed.stop()
 
     return Worker(app, broker, runner, pool, heartbeat)
