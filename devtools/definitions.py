@@ -67,7 +67,7 @@ SERVICES = (
         "hybridq-status",
         None,
         topology.status_bindings(),
-        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS),
+        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS, topology.STATUS_GROUPS[0]),
         (topology.INTAKE, *ALL_PUBLISHED),
     ),
 )

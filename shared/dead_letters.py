@@ -17,6 +17,7 @@ class DeadLetterReason(StrEnum):
     MAX_ATTEMPTS = "max_attempts"
     PERMANENT_ERROR = "permanent_error"
     DELIVERY_LIMIT = "delivery_limit"
+    FORBIDDEN = "forbidden"  # a worker reported on a job of another site
 
 
 REASON_HEADER = "x-hybridq-reason"

@@ -102,6 +102,11 @@ ROUTER_DUE = _quorum(
 )
 STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETTERING)
 STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
+GROUP_ENDING_KEYS = ("job.succeeded", "job.dead_lettered", "job.cancelled")
+STATUS_GROUPS = tuple(
+    _classic("jobs.status.groups", routing_key=key, **_DEAD_LETTERING) for key in GROUP_ENDING_KEYS
+)
+"""The saga coordinator's own queue: one queue, bound once per job-ending routing key."""
 
 
 def cancel_queue_prefix(service: str) -> str:
@@ -179,6 +184,7 @@ def status_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
         (ROUTER_INTAKE, INTAKE),
         (STATUS_EVENTS, EVENTS),
         (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
+        *((queue, EVENTS) for queue in STATUS_GROUPS),
     )
 
 
