@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
 
 import aio_pika
+import httpx
 import pytest
 from sqlalchemy import select
 
-from services.status import queries
+from devtools import environment
+from services.status import publishers, queries
 from services.status.tables import dead_letters
 from shared import topology
 from shared.contracts import events as ev
+from shared.contracts.jobs import Site
 from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
 from tests.integration.ingest_harness import (
     eventually,
     publish_raw,
     settled,
     status_consumers,
+    vhost_of,
 )
 
 pytestmark = pytest.mark.connected
@@ -106,3 +112,66 @@ async def test_hostile_messages_are_listed_and_settled(amqp_url: str, database_u
     assert view["params"] == {"p\ufffd": "v\ufffd"}
     assert view["status"] == "submitted"  # the imitation headers ended nothing
     assert datetime.now(UTC) > view["submitted_at"]
+
+
+@pytest.fixture
+def worker_user(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A broker user of this test's own that the status service takes for a public worker
+    (a unique name: the machine's broker is shared)."""
+    name, password = f"hybridq_test_worker_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    vhost = quote(vhost_of(amqp_url), safe="")
+    with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN) as http:
+        http.put(f"/api/users/{name}", json={"password": password, "tags": ""}).raise_for_status()
+        http.put(
+            f"/api/permissions/{vhost}/{name}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
+    monkeypatch.setitem(publishers.WORKER_USERS, name, Site.PUBLIC)
+    yield f"amqp://{name}:{password}@127.0.0.1:5672/{vhost}"
+    with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN) as http:
+        http.delete(f"/api/users/{name}")
+
+
+async def test_a_worker_cannot_report_on_another_sites_job(
+    amqp_url: str, database_url: str, worker_user: str
+) -> None:
+    private, public = uuid.uuid4(), uuid.uuid4()
+    user = urlsplit(worker_user).username
+    async with status_consumers(amqp_url, database_url) as status:
+        for job_id, site in ((private, "private"), (public, "public")):
+            await status.bus.event(ev.JobSubmittedEvent(job_id=job_id, job_type="noop"))
+            await status.bus.event(
+                ev.JobRouted(job_id=job_id, site=site, rule="r", reason="r", priority=5)  # type: ignore[arg-type]
+            )
+
+        async def routed() -> bool:
+            views = [await queries.get_job(status.engine, j) for j in (private, public)]
+            return all(v is not None and v["status"] == "queued" for v in views)
+
+        await eventually(routed, 10, "both routed")
+        forged = ev.JobSucceeded(job_id=private, site="public", attempt=1, duration_seconds=1)  # type: ignore[arg-type]
+        honest = ev.JobSucceeded(job_id=public, site="public", attempt=1, duration_seconds=1)  # type: ignore[arg-type]
+        await publish_raw(
+            worker_user,
+            topology.EVENTS.name,
+            "job.succeeded",
+            *(
+                aio_pika.Message(e.model_dump_json().encode(), user_id=user)
+                for e in (forged, honest)
+            ),
+        )
+
+        async def honest_projected() -> bool:
+            view = await queries.get_job(status.engine, public)
+            return view is not None and view["status"] == "succeeded"
+
+        await eventually(honest_projected, 10, "the honest report projected")
+
+        async def forbidden() -> list[dict[str, object]]:
+            rows, _ = await queries.list_dead_letters(status.engine, limit=100)
+            return [r for r in rows if r["job_id"] == private and r["reason"] == "forbidden"]
+
+        await eventually(forbidden, 10, "the forgery dead-lettered as forbidden")
+        view = await queries.get_job(status.engine, private)
+    assert view is not None
+    assert view["status"] == "queued"
