@@ -17,9 +17,11 @@ from faststream.rabbit.message import RabbitMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status import groups, queries
 from services.status.tables import jobs
 from shared import topology
 from shared.contracts import events as ev
+from shared.contracts.jobs import JobSubmitted
 from tests.integration.ingest_harness import (
     dead_letter_count,
     eventually,
@@ -27,6 +29,7 @@ from tests.integration.ingest_harness import (
     settled,
     status_consumers,
 )
+from tests.integration.test_status_sagas import COMPENSATE, compensation_queued
 
 pytestmark = pytest.mark.connected
 
@@ -103,23 +106,53 @@ async def test_events_arriving_while_the_database_refuses_are_all_projected_afte
     monkeypatch.setattr(RabbitMessage, "nack", counting_nack)
     async with status_consumers(amqp_url, role_url, hold_seconds=0.5) as status:
         ids = [uuid.uuid4() for _ in range(20)]
+        member, failing, lettered = uuid.uuid4(), uuid.uuid4(), [uuid.uuid4() for _ in range(3)]
+        group_id = uuid.uuid4()
+        members = [(JobSubmitted(job_id=member, job_type="noop"), COMPENSATE)]
+        members.append((JobSubmitted(job_id=failing, job_type="noop"), None))
+        await groups.create(status.engine, status.bus, group_id, members)
+        letters_before = await dead_letter_count(status.engine)
         refuse(database, how)
-        try:
+        try:  # all three consumers get work while the database refuses
             for job_id in ids:
                 await status.bus.event(ev.JobSubmittedEvent(job_id=job_id, job_type="noop"))
+            await status.bus.event(
+                ev.JobSucceeded(job_id=member, site="private", attempt=1, duration_seconds=1)  # type: ignore[arg-type]
+            )
+            await status.bus.event(ev.JobDeadLettered(job_id=failing, reason="x", attempts=3))
+            for job_id in lettered:
+                body = JobSubmitted(job_id=job_id, job_type="noop").model_dump_json().encode()
+                await status.bus.dead_letter(
+                    body, reason="max_attempts", source_queue="jobs.private", job_id=str(job_id)
+                )
             await asyncio.sleep(4)  # several holds pass: held, handed back, redelivered
         finally:
             accept(database, how)
 
+        everything = [*ids, member, failing, *lettered]
+
         async def all_projected() -> bool:
-            return await projected(status.engine, ids) == len(ids)
+            return await projected(status.engine, everything) == len(everything)
 
         await eventually(all_projected, 20, "every event projected")
         assert handed_back >= len(ids)  # the hand-back path really ran
-        assert await projected(status.engine, ids) == 20
-        assert await dead_letter_count(status.engine) == 0
+        compensation = await eventually(
+            lambda: compensation_queued(status.engine, member), 20, "the group compensates"
+        )
+        assert compensation == groups.compensation_job_id(group_id, member)
+        # only the dead letters sent on purpose: nothing was dead-lettered for the outage
+        assert await dead_letter_count(status.engine) == letters_before + len(lettered)
+        for job_id in lettered:
+            view = await queries.get_job(status.engine, job_id)
+            assert view is not None
+            assert view["status"] == "dead_lettered"
         await eventually(
-            lambda: settled(amqp_url, topology.STATUS_EVENTS.name, topology.DEAD_LETTER_QUEUE.name),
+            lambda: settled(
+                amqp_url,
+                topology.STATUS_EVENTS.name,
+                topology.STATUS_DEAD_LETTERS.name,
+                topology.STATUS_GROUPS[0].name,
+            ),
             30,
-            "queues empty and nothing dead-lettered",
+            "status queues empty, nothing unacked",
         )
