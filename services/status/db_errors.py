@@ -31,7 +31,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
     current: BaseException | None = exc
     while current is not None and all(current is not s for s in seen) and len(seen) < 10:
         seen.append(current)
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+        current = getattr(current, "orig", None) or current.__cause__
     return seen
 
 
