@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import groups, outbox, retention
+from services.status import outbox, retention, saga
 from services.status.leader import Leadership, every
 from shared.bus import Bus
 from shared.settings import StatusSettings
@@ -33,7 +33,7 @@ def start_background(engine: AsyncEngine, bus: Bus, settings: StatusSettings) ->
         await outbox.relay(engine, bus)
 
     async def sweep() -> None:
-        await groups.sweep(engine)
+        await saga.sweep(engine)
 
     async def purge() -> None:
         await retention.purge(engine, keep)

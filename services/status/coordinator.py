@@ -16,7 +16,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import groups, outbox, wire
+from services.status import outbox, saga, wire
 from services.status.consumers import user_id_of
 from services.status.db_errors import HOLD_SECONDS, db_retrying, is_transient
 from services.status.publishers import worker_site
@@ -48,7 +48,7 @@ async def record_ending(engine: AsyncEngine, event: AnyEvent, publisher: Site | 
             if any(s is not None and str(s) != publisher.value for s in (site, known)):
                 log.warning("ignored a forged ending", extra={"job_id": str(event.job_id)})
                 return 0
-        due = await groups.member_ended(conn, event.job_id, status, site.value if site else None)
+        due = await saga.member_ended(conn, event.job_id, status, site.value if site else None)
     return len(due)
 
 

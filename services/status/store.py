@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.status import groups, ingest
+from services.status import ingest, saga
 from services.status.ingest import Arrival, DeadLetter, Outcome, StoredView, UnitOfWork
 from services.status.projection import JobView
 from services.status.tables import dead_letters, job_events, jobs
@@ -118,7 +118,7 @@ class PgUnitOfWork:
         return result.first() is not None
 
     async def member_ended(self, job_id: UUID, status: str) -> None:
-        await groups.member_ended(self.conn, job_id, status, None)
+        await saga.member_ended(self.conn, job_id, status, None)
 
 
 def unit_of_work(engine: AsyncEngine) -> ingest.UnitOfWorkFactory:

@@ -90,7 +90,8 @@ def read_dead_letter(
 ) -> DeadLetter:
     """What the store keeps of a dead letter: reason and origin from the headers (checked
     for shape), the job from the headers or the body, the body both readable and raw."""
-    reason, source = reason_of(headers)
+    readable = {k: v for k, v in headers.items() if k != "x-death" or _deaths_ok(v)}
+    reason, source = reason_of(readable)
     data = _small_json(body)
     fields = data if isinstance(data, dict) else {}
     job_id = _uuid(headers.get(JOB_ID_HEADER)) or _uuid(fields.get("job_id"))
@@ -98,7 +99,7 @@ def read_dead_letter(
     detail = _short(headers.get(DETAIL_HEADER))
     if len(body) > MAX_STORED_BODY:
         detail = f"{detail or ''} (body of {len(body)} bytes, first {MAX_STORED_BODY} kept)"
-    at = dead_lettered_at(headers) or datetime.now(UTC)
+    at = dead_lettered_at(readable) or datetime.now(UTC)
     attempt = fields.get("attempt")
     return DeadLetter(
         id=str(letter_id),
@@ -118,6 +119,11 @@ def read_dead_letter(
         publisher=worker_site(user_id),
         ending=ending_of(reason, source),
     )
+
+
+def _deaths_ok(deaths: Any) -> bool:
+    """The broker's `x-death`: a list of tables. Anything else is an imitation."""
+    return isinstance(deaths, list) and all(isinstance(d, dict) for d in deaths)
 
 
 def ending_of(reason: str, source_queue: str | None) -> Ending:

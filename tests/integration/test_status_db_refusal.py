@@ -17,7 +17,7 @@ from faststream.rabbit.message import RabbitMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import groups, queries
+from services.status import groups, queries, saga
 from services.status.tables import jobs
 from shared import topology
 from shared.contracts import events as ev
@@ -139,7 +139,7 @@ async def test_events_arriving_while_the_database_refuses_are_all_projected_afte
         compensation = await eventually(
             lambda: compensation_queued(status.engine, member), 20, "the group compensates"
         )
-        assert compensation == groups.compensation_job_id(group_id, member)
+        assert compensation == saga.compensation_job_id(group_id, member)
         # only the dead letters sent on purpose: nothing was dead-lettered for the outage
         assert await dead_letter_count(status.engine) == letters_before + len(lettered)
         for job_id in lettered:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.status import groups, queries
+from services.status import groups, queries, saga
 from services.status.leader import Leadership, every
 from services.status.outbox import relay
 from services.status.store import apply_events
@@ -147,7 +147,7 @@ async def test_compensation_after_a_cancelled_member_by_the_event_path_alone(
             lambda: compensation_sent(status.engine, compensation), 10, "compensation published"
         )
         took = time.monotonic() - started
-    assert compensation == groups.compensation_job_id(group_id, a.job_id)
+    assert compensation == saga.compensation_job_id(group_id, a.job_id)
     assert str(compensation) in await intake.job_ids()
     assert took < 5, f"the event path took {took:.1f} s"
 
@@ -162,7 +162,7 @@ async def test_compensation_by_the_sweep_alone(amqp_url: str, database_url: str,
         await groups.create(engine, bus, group_id, [(a, COMPENSATE), (b, None)])
         await apply_events(engine, [*lifecycle(a.job_id), succeeded(a.job_id)])
         await apply_events(engine, [*lifecycle(b.job_id)])
-        sweeper = asyncio.create_task(every(0.5, lambda: groups.sweep(engine), leadership))
+        sweeper = asyncio.create_task(every(0.5, lambda: saga.sweep(engine), leadership))
         started = time.monotonic()
         await apply_events(engine, [ev.JobDeadLettered(job_id=b.job_id, reason="x", attempts=3)])
         compensation = await eventually(
@@ -170,9 +170,9 @@ async def test_compensation_by_the_sweep_alone(amqp_url: str, database_url: str,
         )
         took = time.monotonic() - started
         sweeper.cancel()
-        assert compensation == groups.compensation_job_id(group_id, a.job_id)
+        assert compensation == saga.compensation_job_id(group_id, a.job_id)
         assert took < 3, f"the sweep took {took:.1f} s (runs every 0.5 s)"
-        assert await groups.sweep(engine) == 0  # a settled group is not read again
+        assert await saga.sweep(engine) == 0  # a settled group is not read again
     finally:
         await leadership.release()
         await engine.dispose()
@@ -216,6 +216,6 @@ async def test_a_broker_dead_lettered_member_ends_dead_lettered_and_its_group_co
             lambda: compensation_queued(status.engine, a.job_id), 10, "compensation decided"
         )
         letters, _ = await queries.list_dead_letters(status.engine, limit=50)
-    assert compensation == groups.compensation_job_id(group_id, a.job_id)
+    assert compensation == saga.compensation_job_id(group_id, a.job_id)
     mine = [d for d in letters if d["job_id"] == b.job_id]
     assert [d["reason"] for d in mine] == ["expired"]

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from services.status.groups import Member, compensation_job_id, compensations_due, group_status
+from services.status.groups import group_status
+from services.status.saga import Member, compensation_job_id, compensations_due
 
 
 @pytest.mark.parametrize(

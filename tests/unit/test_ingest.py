@@ -182,7 +182,7 @@ def test_hostile_dead_letters_are_storable(body: bytes) -> None:
         DEAD_LETTER_ID_HEADER: {"nested": ["deep"]},
         REASON_HEADER: "r\x00" * 500,
         "x-hybridq-dead-lettered-at": "yesterday",
-        "x-death": "not a list",
+        "x-death": 5,
     }
     dead = wire.read_dead_letter(body, imitation, "\x00", "hybridq-public-worker")
     assert "\x00" not in dead.body + dead.reason + str(dead.headers)
