@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.status import groups, queries, saga
 from services.status.leader import Leadership, every
+from services.status.outbox import add as outbox_add
 from services.status.outbox import relay
 from services.status.store import apply_events
 from services.status.tables import group_members, outbox
@@ -52,6 +53,7 @@ class IntakeCopy:
         self.amqp_url = amqp_url
         self.name = f"test-intake-{uuid.uuid4().hex[:8]}"
         self.seen: set[str] = set()
+        self.received = 0  # messages, duplicates included
 
     async def declare(self) -> None:
         connection = await aio_pika.connect(self.amqp_url)
@@ -70,6 +72,7 @@ class IntakeCopy:
             queue = await channel.get_queue(self.name)
             while (message := await queue.get(no_ack=True, fail=False)) is not None:
                 self.seen.add(json.loads(message.body)["job_id"])
+                self.received += 1
         return self.seen
 
     async def delete(self) -> None:
@@ -219,3 +222,28 @@ async def test_a_broker_dead_lettered_member_ends_dead_lettered_and_its_group_co
     assert compensation == saga.compensation_job_id(group_id, a.job_id)
     mine = [d for d in letters if d["job_id"] == b.job_id]
     assert [d["reason"] for d in mine] == ["expired"]
+
+
+async def test_two_relays_at_once_publish_each_outbox_row_once(
+    intake: IntakeCopy, database_url: str, bus: Bus
+) -> None:
+    engines = [create_async_engine(database_url, pool_size=2) for _ in range(2)]
+    try:
+        jobs_ = [job() for _ in range(120)]
+        async with engines[0].begin() as conn:
+            await outbox_add(conn, jobs_)
+        counts = await asyncio.gather(*(relay(e, bus) for e in engines))
+        assert sum(counts) >= len(jobs_)
+        ids = await eventually(lambda: _at_least(intake, len(jobs_)), 10, "every row published")
+        assert ids >= {str(j.job_id) for j in jobs_}
+        await asyncio.sleep(0.5)
+        await intake.job_ids()
+        assert intake.received == len(jobs_)  # none twice
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def _at_least(intake: IntakeCopy, n: int) -> set[str]:
+    ids = await intake.job_ids()
+    return ids if len(ids) >= n else set()
