@@ -117,9 +117,9 @@ async def _record(
     engine: AsyncEngine, letter: DeadLetter, hold_seconds: float, msg: RabbitMessage
 ) -> bool:
     """Store a dead letter; False (and handed back) when the database stayed away."""
-    for candidate in (letter, None):
-        if candidate is None:  # Postgres refused the content itself: keep it as raw bytes
-            candidate = wire.fallback_dead_letter(msg.body, letter.id, ValueError("refused"))
+    # if Postgres refuses the content itself, the raw bytes are stored (base64) instead
+    raw = wire.fallback_dead_letter(msg.body, letter.id, ValueError("refused by the store"))
+    for candidate in (letter, raw):
         try:
             async for attempt in db_retrying(hold_seconds):
                 with attempt:
