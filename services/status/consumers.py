@@ -64,6 +64,11 @@ def subscribe(
     engine: AsyncEngine,
     hold_seconds: float = HOLD_SECONDS,
 ) -> None:
+    subscribe_events(broker, bus, projector)
+    subscribe_dead_letters(broker, engine, hold_seconds)
+
+
+def subscribe_events(broker: RabbitBroker, bus: Bus, projector: Projector) -> None:
     @broker.subscriber(
         topology.STATUS_EVENTS,
         topology.EVENTS,
@@ -95,6 +100,10 @@ def subscribe(
             return
         await msg.ack()
 
+
+def subscribe_dead_letters(
+    broker: RabbitBroker, engine: AsyncEngine, hold_seconds: float = HOLD_SECONDS
+) -> None:
     @broker.subscriber(
         topology.STATUS_DEAD_LETTERS,
         topology.DEAD_LETTER_EXCHANGE,
