@@ -113,3 +113,16 @@ def psql(sql: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+async def ready_after_stop(amqp_url: str, *names: str) -> dict[str, int]:
+    """Exact ready counts (passive declare). Once the consumers have stopped, anything they
+    had left unacked is back in `ready`, so zero here means nothing was left unacked."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        counts = {}
+        for name in names:
+            queue = await channel.declare_queue(name, passive=True)
+            counts[name] = queue.declaration_result.message_count or 0
+        return counts

@@ -28,6 +28,7 @@ from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEA
 from tests.integration.ingest_harness import (
     eventually,
     publish_raw,
+    ready_after_stop,
     settled,
     status_consumers,
     vhost_of,
@@ -98,6 +99,10 @@ async def test_hostile_messages_are_listed_and_settled(amqp_url: str, database_u
         view = await queries.get_job(status.engine, job_id)
         async with status.engine.connect() as conn:
             raw = {r.raw_body for r in await conn.execute(select(dead_letters.c.raw_body))}
+    queues = (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS, topology.STATUS_GROUPS[0])
+    assert await ready_after_stop(amqp_url, *(q.name for q in queues)) == {
+        q.name: 0 for q in queues
+    }
     bodies = hostile_bodies(job_id)
     reasons = sorted(str(r["reason"]) for r in rows)
     assert reasons.count("malformed_json") == 3  # not JSON, not UTF-8, too deep
