@@ -94,7 +94,12 @@ SERVICES = (
         "hybridq-status",
         _names(topology.status_bindings()),
         topology.status_bindings(),
-        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS, topology.STATUS_WORKERS),
+        (
+            topology.STATUS_EVENTS,
+            topology.STATUS_DEAD_LETTERS,
+            topology.STATUS_WORKERS,
+            topology.STATUS_GROUPS[0],
+        ),
         {
             topology.INTAKE: (topology.SUBMITTED_KEY,),
             topology.EVENTS: _keys(identity.STATUS_EVENTS),

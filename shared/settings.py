@@ -71,6 +71,14 @@ class StatusSettings(BrokerSettings):
     batch_wait_seconds: float = Field(default=0.02, ge=0, alias="PROJECTION_BATCH_WAIT_SECONDS")
     stats_max_age_seconds: float = Field(default=1.0, gt=0, le=1, alias="STATS_MAX_AGE_SECONDS")
     schedule_poll_seconds: float = Field(default=0.5, gt=0, le=60, alias="SCHEDULE_POLL_SECONDS")
+    # how long a delivery is held while the database is away before it is handed back
+    db_hold_seconds: float = Field(default=240.0, gt=0, le=1200, alias="DB_HOLD_SECONDS")
+    retention_days: float = Field(default=30.0, gt=0, alias="RETENTION_DAYS")
+    retention_interval_seconds: float = Field(
+        default=300.0, gt=0, alias="RETENTION_INTERVAL_SECONDS"
+    )
+    group_sweep_seconds: float = Field(default=5.0, gt=0, alias="GROUP_SWEEP_SECONDS")
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, alias="OUTBOX_POLL_SECONDS")
 
 
 S = TypeVar("S", bound=BrokerSettings)

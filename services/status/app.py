@@ -16,20 +16,18 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.status import groups, leases, workers
+from services.status import coordinator, leases, workers
 from services.status.api import dead_letters, jobs, system
 from services.status.api import groups as group_routes
 from services.status.api import schedules as schedule_routes
 from services.status.api import workers as worker_routes
 from services.status.api.deps import Resources
+from services.status.background import start_background, stop_background
 from services.status.consumers import subscribe
 from services.status.projector import Projector
 from services.status.schedules.firer import Firer
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.contracts.events import (
-    AnyEvent,
-)
 from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
@@ -48,23 +46,24 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
 
-        async def after_commit(events: list[AnyEvent]) -> None:
-            await groups.on_projected(engine, bus, events)
-
         projector = Projector(
-            engine, settings.batch_size, settings.batch_wait_seconds, on_commit=after_commit
+            engine,
+            settings.batch_size,
+            settings.batch_wait_seconds,
+            hold_seconds=settings.db_hold_seconds,
         )
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
-        subscribe(broker, bus, projector, engine)
+        subscribe(broker, bus, projector, engine, settings.db_hold_seconds)
         workers.subscribe(broker, bus, engine)
+        coordinator.subscribe(broker, bus, engine, settings.db_hold_seconds)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
         await broker.start()
         await depths.start()
-        sweeper = asyncio.create_task(groups.sweep(engine, bus), name="groups-sweep")
+        background = start_background(engine, bus, settings)
         firer = Firer(engine, bus, settings.schedule_poll_seconds)
         firing = asyncio.create_task(firer.run(), name="schedule-firer")
         lease_sweeper = asyncio.create_task(leases.sweep_forever(engine, bus), name="leases")
@@ -72,7 +71,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
+            await stop_background(background)
             firing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await firing  # no publish after the broker stops
