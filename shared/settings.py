@@ -57,6 +57,11 @@ class StatusSettings(BrokerSettings):
     batch_size: int = Field(default=200, ge=1, alias="PROJECTION_BATCH_SIZE")
     batch_wait_seconds: float = Field(default=0.02, ge=0, alias="PROJECTION_BATCH_WAIT_SECONDS")
     stats_max_age_seconds: float = Field(default=1.0, gt=0, le=1, alias="STATS_MAX_AGE_SECONDS")
+    max_streams: int = Field(default=100, ge=1, alias="MAX_STREAMS")
+    stream_idle_seconds: float = Field(default=300.0, gt=0, alias="STREAM_IDLE_SECONDS")
+    stream_unknown_seconds: float = Field(default=10.0, gt=0, alias="STREAM_UNKNOWN_SECONDS")
+    stream_poll_seconds: float = Field(default=0.25, gt=0, alias="STREAM_POLL_SECONDS")
+    publish_timeout_seconds: float = Field(default=5.0, gt=0, alias="PUBLISH_TIMEOUT_SECONDS")
 
 
 S = TypeVar("S", bound=BrokerSettings)

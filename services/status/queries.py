@@ -63,8 +63,13 @@ def _jobs_with_group() -> Select[Any]:
     )
 
 
+OPTIONAL_VIEW_FIELDS = ("parent_id", "schedule_id")
+"""Shown when the store has them (their columns come with child jobs and schedules)."""
+
+
 def _view(row: Any) -> dict[str, Any]:
-    return {k: row._mapping[k] for k in VIEW_FIELDS}
+    m = row._mapping
+    return {k: m[k] for k in VIEW_FIELDS} | {k: m.get(k) for k in OPTIONAL_VIEW_FIELDS}
 
 
 async def get_job(engine: AsyncEngine, job_id: UUID) -> dict[str, Any] | None:
@@ -81,13 +86,21 @@ async def list_jobs(
     status: str | None = None,
     site: str | None = None,
     job_type: str | None = None,
+    parent_id: UUID | None = None,
+    schedule_id: UUID | None = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = _jobs_with_group()
-    for column, value in (("status", status), ("site", site), ("job_type", job_type)):
-        if value is not None:
-            query = query.where(jobs.c[column] == value)
+    filters: dict[str, str | UUID | None] = {"status": status, "site": site, "job_type": job_type}
+    filters |= {"parent_id": parent_id, "schedule_id": schedule_id}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        column = jobs.c.get(name)
+        if column is None:  # a store without that column holds no job that has the value
+            return [], None
+        query = query.where(column == value)
     if submitted_after is not None:
         query = query.where(jobs.c.listed_at >= submitted_after)
     if submitted_before is not None:

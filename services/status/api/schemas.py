@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts.jobs import JobSpec, Site
+
+Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
+"""A short string Postgres can store (text columns refuse NUL)."""
 
 
 class SubmitJob(JobSpec):
@@ -43,6 +46,8 @@ class JobViewOut(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     group_id: UUID | None = None
+    parent_id: UUID | None = None
+    schedule_id: UUID | None = None
 
 
 class JobPage(BaseModel):
@@ -75,9 +80,9 @@ class DeadLetterPage(BaseModel):
 class RedriveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str] | None = None
-    reason: str | None = None
-    job_type: str | None = None
+    ids: list[Text] | None = Field(default=None, max_length=1000)
+    reason: Text | None = None
+    job_type: Text | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     site: Site | None = None
 
@@ -88,7 +93,9 @@ class Redriven(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    reason: str = "cancelled by operator"
+    reason: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] = (
+        "cancelled by operator"
+    )
 
 
 class Accepted(BaseModel):
