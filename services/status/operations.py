@@ -9,10 +9,10 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status import queries, redrives
+from services.status.db_errors import is_transient
 from services.status.projection import TERMINAL
 from services.status.store import apply_events
 from shared.bus import Bus
@@ -65,6 +65,13 @@ async def submit(bus: Bus, rules: Rules, job: JobSubmitted, timeout: float) -> N
     await _within(timeout, "the job", bus.submit(job.model_dump_json().encode()))
 
 
+def _unavailable(exc: Exception, what: str) -> BackendUnavailable:
+    """BackendUnavailable for database trouble; anything else is a bug: raised as it is."""
+    if not is_transient(exc):
+        raise exc
+    return BackendUnavailable(what)
+
+
 class NotFound(Exception):
     """No job with that id."""
 
@@ -81,8 +88,8 @@ def cancel_event_id(job_id: UUID) -> UUID:
 async def cancel(engine: AsyncEngine, bus: Bus, job_id: UUID, reason: str, timeout: float) -> None:
     try:
         job = await queries.get_job(engine, job_id)
-    except DBAPIError as exc:
-        raise BackendUnavailable("the database did not answer") from exc
+    except Exception as exc:
+        raise _unavailable(exc, "the database did not answer") from exc
     if job is None:
         raise NotFound(str(job_id))
     if job["status"] in TERMINAL:
@@ -91,8 +98,8 @@ async def cancel(engine: AsyncEngine, bus: Bus, job_id: UUID, reason: str, timeo
     await _within(timeout, "the cancel", bus.event(event))  # workers and router stop it
     try:
         await apply_events(engine, [event])  # shown at once; the bus copy is a duplicate
-    except DBAPIError as exc:  # published: the projection records it from the bus
-        raise BackendUnavailable("cancel published; the database did not record it yet") from exc
+    except Exception as exc:  # published: the projection records it from the bus
+        raise _unavailable(exc, "cancel published; the database did not record it yet") from exc
 
 
 _RAN_OUT = {DeadLetterReason.MAX_ATTEMPTS, DeadLetterReason.PERMANENT_ERROR}
@@ -138,11 +145,13 @@ async def redrive(
             planned[letter["id"]] = plan
     try:
         claimed = await redrives.claim(engine, planned)
-    except DBAPIError as exc:
-        raise BackendUnavailable("the database did not answer; nothing was redriven") from exc
+    except Exception as exc:
+        raise _unavailable(exc, "the database did not answer; nothing was redriven") from exc
     if claimed:
         try:
             await redrives.relay(engine, bus)
-        except DBAPIError:  # claimed and queued: the background relay publishes it
+        except Exception as exc:  # claimed and queued: the background relay publishes it
+            if not is_transient(exc):
+                raise
             log.warning("redrive relay deferred: the database did not answer", exc_info=True)
     return claimed, skipped
