@@ -46,7 +46,7 @@ def status(
         "ADMIN_TOKEN": ADMIN,
         "MAX_STREAMS": str(MAX_STREAMS),
         "STREAM_UNKNOWN_SECONDS": "1",
-        "STREAM_IDLE_SECONDS": "3",
+        "STREAM_IDLE_SECONDS": "6",
         "PUBLISH_TIMEOUT_SECONDS": "2",
         "LOG_LEVEL": "INFO",
     }
