@@ -5,6 +5,8 @@ Its broker connection goes through a TcpProxy so a test can cut it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -25,9 +27,26 @@ MAX_STREAMS = 3
 JSON = {"content-type": "application/json"}
 
 
+class StallingProxy(TcpProxy):
+    """A proxy that can also stall: connections stay open but no byte moves, as with a
+    broker blocked by a resource alarm (publishes are never confirmed)."""
+
+    stalled = False
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await reader.read(65536):
+                while self.stalled:  # noqa: ASYNC110 (set from the test's thread)
+                    await asyncio.sleep(0.05)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+        self._writers.discard(writer)
+
+
 @pytest.fixture(scope="module")
-def amqp_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(5672, free_port()).start()
+def amqp_proxy() -> Iterator[StallingProxy]:
+    proxy = StallingProxy(5672, free_port()).start()
     yield proxy
     proxy.stop()
 
