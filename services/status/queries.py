@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -108,8 +108,9 @@ async def list_jobs(
     if cursor:
         at, job_id = decode_cursor(cursor)
         try:
-            key = (datetime.fromisoformat(at), UUID(job_id))
-        except ValueError as exc:
+            at_time = datetime.fromisoformat(at)
+            key = (at_time.replace(tzinfo=at_time.tzinfo or UTC).astimezone(UTC), UUID(job_id))
+        except (ValueError, OverflowError) as exc:
             raise BadCursor("invalid cursor") from exc
         query = query.where(tuple_(jobs.c.listed_at, jobs.c.job_id) < key)
     query = query.order_by(jobs.c.listed_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
@@ -171,7 +172,7 @@ async def list_dead_letters(
         query = query.where(dead_letters.c.redriven_at.is_(None))
     if cursor:
         _, seq = decode_cursor(cursor)
-        if not seq.isdigit():
+        if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):  # fits a bigint
             raise BadCursor("invalid cursor")
         query = query.where(dead_letters.c.seq < int(seq))
     query = query.order_by(dead_letters.c.seq.desc()).limit(limit + 1)

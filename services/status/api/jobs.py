@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -20,6 +19,7 @@ from services.status.api.schemas import (
     JobViewOut,
     SubmitJob,
     Submitted,
+    UtcDatetime,
 )
 from services.status.api.streams import BoundedStream, follow
 from services.status.projection import STATUSES
@@ -55,11 +55,11 @@ async def list_jobs(
     res: Res,
     status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
     site: Annotated[str | None, Query(pattern="^(public|private)$")] = None,
-    job_type: Annotated[str | None, Query(max_length=64)] = None,
+    job_type: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
     parent_id: UUID | None = None,
     schedule_id: UUID | None = None,
-    submitted_after: datetime | None = None,
-    submitted_before: datetime | None = None,
+    submitted_after: UtcDatetime | None = None,
+    submitted_before: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts.jobs import JobSpec, Site
 
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
 """A short string Postgres can store (text columns refuse NUL)."""
+
+
+def _utc(value: datetime) -> datetime:
+    """A naive time is taken as UTC; one that cannot be expressed in UTC (year 1 at
+    +14:00) is refused, not handed to the database."""
+    try:
+        return value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("datetime out of range") from exc
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def no_nul(value: Any) -> Any:
+    """Refuse NUL anywhere in a JSON value that is stored (Postgres text and jsonb
+    cannot hold it)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key)
+            no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul(item)
+    return value
 
 
 class SubmitJob(JobSpec):
