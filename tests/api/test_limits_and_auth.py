@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -126,3 +127,25 @@ async def test_with_only_api_token_nobody_may_operate() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as anonymous:
         assert (await anonymous.post(job)).status_code == 401
         assert (await anonymous.get("/openapi.json")).status_code == 401
+
+
+async def test_job_listing_filters_by_parent_and_schedule(status: Stack, amqp_url: str) -> None:
+    """Neither filter matches a job submitted without it (the columns come with child
+    jobs and schedules; a store without them holds no such job); a non-UUID is 422."""
+    event = submitted_event()
+    await publish_event(amqp_url, event)
+    async with client(status) as http:
+        for _ in range(100):
+            if (await http.get(f"/jobs/{event['job_id']}")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        listed = {j["job_id"] for j in (await http.get("/jobs")).json()["items"]}
+        assert event["job_id"] in listed
+        for name in ("parent_id", "schedule_id"):
+            other = await http.get("/jobs", params={name: str(uuid.uuid4())})
+            assert other.status_code == 200
+            assert event["job_id"] not in {j["job_id"] for j in other.json()["items"]}
+            assert (await http.get("/jobs", params={name: "nope"})).status_code == 422
+        view = (await http.get(f"/jobs/{event['job_id']}")).json()
+        assert view["parent_id"] is None
+        assert view["schedule_id"] is None

@@ -29,7 +29,16 @@ router = APIRouter(tags=["jobs"])
 MAX_PAGE = 500
 
 
-@router.post("/jobs", status_code=202, response_model=Submitted, dependencies=[Reader])
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=Submitted,
+    dependencies=[Reader],
+    responses={
+        413: {"description": "body over 256 KiB"},
+        503: {"description": "the broker did not confirm in time; retry with the same job_id"},
+    },
+)
 async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     """Submit a job (published to `jobs.intake`). 422 for invalid or policy-refused jobs."""
     job = JobSubmitted(**{**body.model_dump(), "job_id": body.job_id or uuid4()})
@@ -106,7 +115,11 @@ async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceRes
 
 
 @router.post(
-    "/jobs/{job_id}/cancel", status_code=202, response_model=Accepted, dependencies=[Admin]
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=Accepted,
+    dependencies=[Admin],
+    responses={503: {"description": "the broker or database did not answer"}},
 )
 async def cancel_job(
     res: Res, job_id: UUID, body: Annotated[CancelRequest | None, Body()] = None
