@@ -10,6 +10,7 @@ from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from services.status import operations
 from shared.bus import Bus
@@ -54,3 +55,18 @@ def test_cancel_event_id_is_one_per_job() -> None:
     job_id = uuid.uuid4()
     assert operations.cancel_event_id(job_id) == operations.cancel_event_id(job_id)
     assert operations.cancel_event_id(job_id) != operations.cancel_event_id(uuid.uuid4())
+
+
+async def test_cancel_with_the_database_away_is_backend_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    away = OperationalError("SELECT", {}, ConnectionRefusedError("refused"))
+    monkeypatch.setattr(operations.queries, "get_job", AsyncMock(side_effect=away))
+    with pytest.raises(operations.BackendUnavailable, match="database"):
+        await operations.cancel(AsyncMock(), Bus(Gone()), uuid.uuid4(), "stop", timeout=1)  # type: ignore[arg-type]
+
+
+async def test_a_bug_is_not_disguised_as_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operations.queries, "get_job", AsyncMock(side_effect=KeyError("x")))
+    with pytest.raises(KeyError):
+        await operations.cancel(AsyncMock(), Bus(Gone()), uuid.uuid4(), "stop", timeout=1)  # type: ignore[arg-type]
