@@ -17,7 +17,13 @@ from services.status.projection import TERMINAL
 from services.status.store import apply_events
 from shared.bus import Bus
 from shared.contracts.events import JobCancelled, JobRedriven
-from shared.contracts.jobs import DataClassification, JobSubmitted, PlacedJob, Site
+from shared.contracts.jobs import (
+    MAX_MESSAGE_BYTES,
+    DataClassification,
+    JobSubmitted,
+    PlacedJob,
+    Site,
+)
 from shared.dead_letters import DeadLetterReason
 from shared.placement.decision import Refusal, place
 from shared.placement.rules import Rules
@@ -38,6 +44,10 @@ def check_policy(rules: Rules, job: JobSubmitted) -> None:
     decision = place(job, rules, lambda: 0)
     if isinstance(decision, Refusal):
         raise PolicyRefusal(decision)
+
+
+class TooLarge(Exception):
+    """The job's message would be over the contract's size: 413, the router refuses it."""
 
 
 class BackendUnavailable(Exception):
@@ -62,7 +72,10 @@ async def submit(bus: Bus, rules: Rules, job: JobSubmitted, timeout: float) -> N
     BackendUnavailable when the publish is not confirmed in time; the client retries with
     the same job_id (the router runs a job_id once)."""
     check_policy(rules, job)
-    await _within(timeout, "the job", bus.submit(job.model_dump_json().encode()))
+    body = job.model_dump_json().encode()
+    if len(body) > MAX_MESSAGE_BYTES:  # the body was within it; the job_id added tipped it
+        raise TooLarge(f"the job message would be over {MAX_MESSAGE_BYTES // 1024} KiB")
+    await _within(timeout, "the job", bus.submit(body))
 
 
 def _unavailable(exc: Exception, what: str) -> BackendUnavailable:

@@ -70,3 +70,13 @@ async def test_a_bug_is_not_disguised_as_unavailable(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(operations.queries, "get_job", AsyncMock(side_effect=KeyError("x")))
     with pytest.raises(KeyError):
         await operations.cancel(AsyncMock(), Bus(Gone()), uuid.uuid4(), "stop", timeout=1)  # type: ignore[arg-type]
+
+
+async def test_a_job_whose_message_would_pass_256_kib_is_too_large() -> None:
+    """A body just under the HTTP limit can still make a message over the contract's
+    256 KiB once the job_id and defaults are added: refused here, not by the router."""
+    rules = load_rules(StatusSettings().routing_rules)
+    job = JobSubmitted(job_id=uuid.uuid4(), job_type="noop", params={"b": "x" * (256 * 1024 - 40)})
+    broker = Gone()
+    with pytest.raises(operations.TooLarge):
+        await operations.submit(Bus(broker), rules, job, timeout=1)  # type: ignore[arg-type]

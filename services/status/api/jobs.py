@@ -46,6 +46,8 @@ async def submit_job(res: Res, body: SubmitJob) -> Submitted:
         await operations.submit(res.bus, res.rules, job, res.settings.publish_timeout_seconds)
     except operations.PolicyRefusal as exc:
         raise policy_error(exc) from exc
+    except operations.TooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
     except operations.BackendUnavailable as exc:
         raise unavailable(exc) from exc
     return Submitted(job_id=job.job_id)

@@ -14,6 +14,8 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from shared.contracts.jobs import MAX_MESSAGE_BYTES
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -21,7 +23,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_JOB_BYTES = 256 * 1024
+MAX_JOB_BYTES = MAX_MESSAGE_BYTES
 """`POST /jobs`: the contract's size of a whole JobSubmitted message."""
 MAX_JSON_DEPTH = 64
 
