@@ -79,6 +79,11 @@ class StatusSettings(BrokerSettings):
     )
     group_sweep_seconds: float = Field(default=5.0, gt=0, alias="GROUP_SWEEP_SECONDS")
     outbox_poll_seconds: float = Field(default=1.0, gt=0, alias="OUTBOX_POLL_SECONDS")
+    max_streams: int = Field(default=100, ge=1, alias="MAX_STREAMS")
+    stream_idle_seconds: float = Field(default=300.0, gt=0, alias="STREAM_IDLE_SECONDS")
+    stream_unknown_seconds: float = Field(default=10.0, gt=0, alias="STREAM_UNKNOWN_SECONDS")
+    stream_poll_seconds: float = Field(default=0.25, gt=0, alias="STREAM_POLL_SECONDS")
+    publish_timeout_seconds: float = Field(default=5.0, gt=0, alias="PUBLISH_TIMEOUT_SECONDS")
 
 
 S = TypeVar("S", bound=BrokerSettings)

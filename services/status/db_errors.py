@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncpg
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared.errors import PermanentError, RetryableError
@@ -53,6 +54,17 @@ def is_message_fault(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """Anything that is not the message's fault: hold, retry, hand back."""
     return not is_message_fault(exc)
+
+
+def is_backend_error(exc: BaseException) -> bool:
+    """The database or the network failed (the HTTP API answers 503). Narrower than
+    `is_transient`, which consumers use to hold rather than dead-letter anything that is not
+    the message's fault: an API bug (a KeyError) must surface as a bug, not as 'try again'."""
+    return any(
+        isinstance(cause, SQLAlchemyError | asyncpg.PostgresError | OSError | TimeoutError)
+        or type(cause).__module__.split(".")[0] in ("asyncpg", "aiormq", "aio_pika", "pamqp")
+        for cause in _causes(exc)
+    ) and not is_message_fault(exc)
 
 
 def _retry(exc: BaseException) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -68,8 +68,13 @@ def _jobs_with_group() -> Select[Any]:
     )
 
 
+OPTIONAL_VIEW_FIELDS = ("parent_id", "schedule_id")
+"""Shown when the store has them (their columns come with child jobs and schedules)."""
+
+
 def _view(row: Any) -> dict[str, Any]:
-    return {k: row._mapping[k] for k in VIEW_FIELDS}
+    m = row._mapping
+    return {k: m[k] for k in VIEW_FIELDS} | {k: m.get(k) for k in OPTIONAL_VIEW_FIELDS}
 
 
 async def get_job(engine: AsyncEngine, job_id: UUID) -> dict[str, Any] | None:
@@ -105,8 +110,9 @@ async def list_jobs(
     if cursor:
         at, job_id = decode_cursor(cursor)
         try:
-            key = (datetime.fromisoformat(at), UUID(job_id))
-        except ValueError as exc:
+            at_time = datetime.fromisoformat(at)
+            key = (at_time.replace(tzinfo=at_time.tzinfo or UTC).astimezone(UTC), UUID(job_id))
+        except (ValueError, OverflowError) as exc:
             raise BadCursor("invalid cursor") from exc
         query = query.where(tuple_(jobs.c.listed_at, jobs.c.job_id) < key)
     query = query.order_by(jobs.c.listed_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
@@ -168,7 +174,7 @@ async def list_dead_letters(
         query = query.where(dead_letters.c.redriven_at.is_(None))
     if cursor:
         _, seq = decode_cursor(cursor)
-        if not seq.isdigit():
+        if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):  # fits a bigint
             raise BadCursor("invalid cursor")
         query = query.where(dead_letters.c.seq < int(seq))
     query = query.order_by(dead_letters.c.seq.desc()).limit(limit + 1)
