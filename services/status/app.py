@@ -21,6 +21,7 @@ from services.status.api import groups as group_routes
 from services.status.api.deps import Resources
 from services.status.consumers import subscribe
 from services.status.projector import Projector
+from services.status.ui import routes as ui
 from shared import topology
 from shared.bus import Bus, make_broker
 from shared.contracts.events import (
@@ -82,6 +83,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     app.include_router(dead_letters.router)
     app.include_router(group_routes.router)
     app.include_router(system.router)
+    app.include_router(ui.router)
     _errors(app)
     _middleware(app)
     return app
