@@ -120,5 +120,28 @@ async def test_group_and_schedule_pages(page: Page, stack: Stack) -> None:
     await screenshot(page, "group")
     await page.get_by_role("link", name="Schedules").click()
     await expect(page.get_by_role("heading", name="Schedules")).to_be_visible()
-    await expect(page.locator("main")).to_contain_text(re.compile(r"Not available|No schedules|Name"))
+    await expect(page.locator("main")).to_contain_text(
+        re.compile(r"Not available|No schedules|Name")
+    )
     await screenshot(page, "schedules")
+
+
+async def test_the_page_reads_the_event_stream(page: Page, stack: Stack) -> None:
+    """The SSE reader (fetch, so it can send a token) against the server's real stream."""
+    job_id = await _submit(stack, job_type="noop")
+    await wait_for(stack.api, job_id)
+    await page.goto(f"{stack.api}/ui#/jobs/{job_id}")
+    seen = await page.evaluate(
+        """async (id) => {
+            const api = await import("./ui/static/api.js");
+            const seen = [];
+            const add = (name, data) => seen.push([name, JSON.parse(data)]);
+            await api.stream(`/jobs/${id}/stream`, add);
+            return seen;
+        }""",
+        job_id,
+    )
+    history = await events(stack.api, job_id)
+    assert [name for name, _ in seen] == [e["type"] for e in history] + ["end"]
+    assert seen[-1][1] == {"status": "succeeded"}
+    assert [data["event_id"] for _, data in seen[:-1]] == [e["event_id"] for e in history]

@@ -9,7 +9,8 @@ export async function render(main, ctx) {
   const list = h("div");
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
   const updated = h("p", { class: "muted" });
-  main.append(
+  replace(
+    main,
     h("h1", { tabindex: "-1" }, "Dead letters"),
     h("p", {}, "Messages that could not be run. Redriving re-opens the job under the same id ",
       "with a fresh budget of attempts; choosing a site re-places it there (residency permitting)."),

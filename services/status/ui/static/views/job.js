@@ -140,6 +140,9 @@ function outcome(view) {
 }
 
 function actions(view, ctx, refresh) {
+  if (view.status === "dead_lettered") {
+    return h("p", { class: "actions" }, "It can be run again: ", h("a", { href: "#/dead-letters" }, "Dead letters"), ".");
+  }
   if (!ctx.operator || TERMINAL.has(view.status)) return null;
   const button = h("button", { type: "button", class: "danger", onclick: async () => {
     button.disabled = true;
