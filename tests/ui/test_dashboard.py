@@ -145,3 +145,20 @@ async def test_the_page_reads_the_event_stream(page: Page, stack: Stack) -> None
     assert [name for name, _ in seen] == [e["type"] for e in history] + ["end"]
     assert seen[-1][1] == {"status": "succeeded"}
     assert [data["event_id"] for _, data in seen[:-1]] == [e["event_id"] for e in history]
+
+
+async def test_the_dashboard_is_usable_by_keyboard(page: Page, stack: Stack) -> None:
+    await page.goto(f"{stack.api}/ui")
+    await expect(page.get_by_role("heading", name="Overview")).to_be_focused()
+    for _ in range(10):  # the skip link, then the section links
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.textContent") == "Jobs":
+            break
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Jobs")).to_be_focused()
+    assert page.url.endswith("#/jobs")
+    # the skip link moves focus to the content without changing the route
+    await page.evaluate("document.getElementById('skip').focus()")
+    await page.keyboard.press("Enter")
+    assert page.url.endswith("#/jobs")
+    await expect(page.locator("main")).to_be_focused()

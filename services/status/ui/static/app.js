@@ -170,5 +170,10 @@ onUnauthorized(() => {
   signOut();
   askForToken(had ? "That token was refused. Enter a valid token." : undefined);
 });
+// the skip link must not change the hash: the hash is the route
+document.getElementById("skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener("hashchange", () => { notice(""); route(); });
 route();

@@ -11,14 +11,17 @@ const ROLE_KEY = "hybridq.role";
 export async function role() {
   const known = sessionStorage.getItem(ROLE_KEY);
   if (known) return known;
-  let found = "operator";
   try {
     await post("/dead-letters/redrive", { ids: [] });
   } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    if (error.status === 401) throw error;
-    if (error.status === 403) found = "reader";
+    if (!(error instanceof ApiError) || error.status === 401) throw error;
+    if (error.status !== 403 && error.status !== 422) return "reader"; // unsure: ask again later
+    if (error.status === 403) return remember("reader");
   }
+  return remember("operator");
+}
+
+function remember(found) {
   sessionStorage.setItem(ROLE_KEY, found);
   return found;
 }

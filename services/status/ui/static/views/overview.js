@@ -1,7 +1,7 @@
 // Overview: per-site counts and backlog, throughput and failures, the worker fleet.
 import { ApiError, get } from "../api.js";
 import { chart } from "../chart.js";
-import { badge, h, orDash, replace, SITES, STATUSES, table, when } from "../dom.js";
+import { badge, h, jobLink, orDash, replace, SITES, STATUSES, table, when } from "../dom.js";
 import { record } from "../throughput.js";
 
 export async function render(main, ctx) {
@@ -72,10 +72,16 @@ async function fleet(signal) {
     }
     throw error;
   }
-  const rows = body.items.map((w) => [
-    h("span", { class: "mono" }, w.worker), w.site, (w.job_types || []).join(", "),
-    `${w.running} / ${w.concurrency}`, when(w.last_seen),
-  ]);
-  return table(null, ["Worker", "Site", "Job types", "Running / capacity", "Last seen"], rows,
+  const rows = body.items.map((w) => {
+    // `running`: the attempts it runs (a list), or just how many
+    const running = Array.isArray(w.running) ? w.running : [];
+    const count = Array.isArray(w.running) ? running.length : Number(w.running) || 0;
+    return [
+      h("span", { class: "mono" }, w.worker), w.site, (w.job_types || []).join(", "),
+      `${count} / ${w.concurrency}`, running.length ? running.map((r) => [jobLink(r.job_id), " "]) : "—",
+      when(w.last_seen),
+    ];
+  });
+  return table(null, ["Worker", "Site", "Job types", "Running / capacity", "Running jobs", "Last seen"], rows,
     "No worker has reported in.");
 }
