@@ -37,7 +37,10 @@ def test_static_files_are_served_with_their_type(client: TestClient, name: str) 
     "path", ["/ui/static/../routes.py", "/ui/static/%2e%2e/routes.py", "/ui/static/nope.js"]
 )
 def test_nothing_but_the_shipped_files_is_served(client: TestClient, path: str) -> None:
-    assert client.get(path).status_code == 404
+    # 404 from the dashboard; 401 where an auth gate sees a normalised path outside /ui/static
+    response = client.get(path)
+    assert response.status_code in {401, 404}
+    assert "import" not in response.text
 
 
 def test_a_trailing_slash_goes_back_to_the_page(client: TestClient) -> None:

@@ -61,7 +61,8 @@ function redrive(letter, ctx, refresh) {
   const site = h("select", { id: selectId, "aria-label": `Site for job ${letter.job_id || letter.id}` },
     h("option", { value: "" }, "same site"),
     SITES.map((s) => h("option", { value: s }, `re-place on ${s}`)));
-  const button = h("button", { type: "button", onclick: async () => {
+  const label = `Redrive job ${letter.job_id || letter.id}`;
+  const button = h("button", { type: "button", "aria-label": label, onclick: async () => {
     button.disabled = true;
     const body = { ids: [letter.id] };
     if (site.value) body.site = site.value;

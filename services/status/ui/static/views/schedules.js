@@ -39,12 +39,13 @@ function scheduleTable(items, ctx, refresh) {
     h("span", {}, (s.recent_job_ids || []).slice(0, 5).map((id) => [jobLink(id), " "])),
     toggle(s, ctx, refresh),
   ]);
-  return table(null, ["Name", "When", "Job type", "Enabled", "Next run", "Last run", "Recent jobs", ""],
+  return table(null, ["Name", "When", "Job type", "Enabled", "Next run", "Last run", "Recent jobs", "Action"],
     rows, "No schedules.");
 }
 
 function toggle(s, ctx, refresh) {
-  const button = h("button", { type: "button", onclick: async () => {
+  const label = `${s.enabled ? "Disable" : "Enable"} schedule ${s.name}`;
+  const button = h("button", { type: "button", "aria-label": label, onclick: async () => {
     button.disabled = true;
     try {
       await patch(`/schedules/${s.schedule_id || s.id}`, { enabled: !s.enabled });
