@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from devtools.stack import Stack
-from tests.e2e.client import events, wait_for
+from tests.e2e.client import events, job, submit, wait_for
 from tests.ui.conftest import mark_loaded, not_reloaded, screenshot
 
 pytestmark = pytest.mark.connected
@@ -162,3 +162,28 @@ async def test_the_dashboard_is_usable_by_keyboard(page: Page, stack: Stack) -> 
     await page.keyboard.press("Enter")
     assert page.url.endswith("#/jobs")
     await expect(page.locator("main")).to_be_focused()
+
+
+async def test_filters_and_cursor_pages(page: Page, stack: Stack) -> None:
+    ids = await submit(stack.env["AMQP_URL"], *[job("noop") for _ in range(30)])
+    for job_id in ids:
+        await wait_for(stack.api, job_id)
+    await page.goto(f"{stack.api}/ui#/jobs")
+    await page.get_by_label("Job type", exact=True).last.fill("noop")
+    await page.get_by_label("Status").select_option("succeeded")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(page).to_have_url(re.compile(r"#/jobs\?status=succeeded&job_type=noop$"))
+    rows = page.locator("table[data-testid=jobs] tbody tr")
+    await expect(rows).to_have_count(25)
+    first = set(await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)"))
+    assert await page.locator("td.status").all_inner_texts() == ["succeeded"] * 25
+    await page.get_by_role("button", name="Next page").click()
+    await expect(page).to_have_url(re.compile(r"cursor="))
+    await expect(rows.first).not_to_have_attribute("data-job-id", re.compile("|".join(first)))
+    second = set(await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)"))
+    assert second
+    assert not first & second
+    assert set(ids) <= first | second
+    await page.get_by_role("button", name="Previous page").click()
+    await expect(rows).to_have_count(25)
+    assert set(await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")) == first
