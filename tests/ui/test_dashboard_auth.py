@@ -80,3 +80,25 @@ async def test_a_wrong_token_is_asked_for_again(page: Page, stack: Stack) -> Non
     await _sign_in(page, stack, "not-a-token", "/jobs")
     await expect(page.get_by_text("That token was refused")).to_be_visible()
     await screenshot(page, "token-prompt")
+
+
+async def _running_sleep(stack: Stack) -> str:
+    headers = {"Authorization": f"Bearer {READER}"}
+    async with httpx.AsyncClient(base_url=stack.api, headers=headers) as http:
+        body = {"job_type": "sleep", "params": {"seconds": 20}}
+        job_id: str = (await http.post("/jobs", json=body)).raise_for_status().json()["job_id"]
+    await wait_for(stack.api, job_id, {"running"}, token=READER)
+    return job_id
+
+
+async def test_cancel_is_for_operators_only(page: Page, stack: Stack) -> None:
+    job_id = await _running_sleep(stack)
+    await _sign_in(page, stack, READER, f"/jobs/{job_id}")
+    await expect(page.locator(".headline .badge")).to_have_text("running")
+    await expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+    await page.evaluate("sessionStorage.clear()")
+    await _sign_in(page, stack, ADMIN, f"/jobs/{job_id}")
+    await page.get_by_role("button", name="Cancel job").click()
+    await expect(page.locator(".headline .badge")).to_have_text("cancelled", timeout=20_000)
+    view = await wait_for(stack.api, job_id, token=ADMIN)
+    assert view["status"] == "cancelled"
