@@ -20,6 +20,7 @@ ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+SAVED: list[Path] = []
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,16 @@ async def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
+    SAVED.append(path)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The screenshots of this run, listed with the test output."""
+    if SAVED:
+        terminalreporter.write_sep("-", "dashboard screenshots")
+        for path in SAVED:
+            terminalreporter.write_line(str(path))
 
 
 async def mark_loaded(page: Page) -> None:

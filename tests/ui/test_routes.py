@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from services.status.app import create_app
 from shared.settings import StatusSettings
 
 
-@pytest.fixture(scope="module")
-def client() -> TestClient:
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
     # no lifespan: these routes need neither broker nor database
     settings = StatusSettings(api_token=SecretStr("reader"), admin_token=SecretStr("admin"))
-    return TestClient(create_app(settings))
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
 
 
-def test_the_page_is_served_without_a_token(client: TestClient) -> None:
-    response = client.get("/ui")
+async def test_the_page_is_served_without_a_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ui")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="ui/static/app.js">' in response.text
@@ -26,8 +30,10 @@ def test_the_page_is_served_without_a_token(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("name", ["app.js", "api.js", "style.css", "views/job.js"])
-def test_static_files_are_served_with_their_type(client: TestClient, name: str) -> None:
-    response = client.get(f"/ui/static/{name}")
+async def test_static_files_are_served_with_their_type(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    response = await client.get(f"/ui/static/{name}")
     assert response.status_code == 200
     wanted = "text/css" if name.endswith(".css") else "text/javascript"
     assert response.headers["content-type"].startswith(wanted)
@@ -36,17 +42,19 @@ def test_static_files_are_served_with_their_type(client: TestClient, name: str) 
 @pytest.mark.parametrize(
     "path", ["/ui/static/../routes.py", "/ui/static/%2e%2e/routes.py", "/ui/static/nope.js"]
 )
-def test_nothing_but_the_shipped_files_is_served(client: TestClient, path: str) -> None:
+async def test_nothing_but_the_shipped_files_is_served(
+    client: httpx.AsyncClient, path: str
+) -> None:
     # 404 from the dashboard; 401 where an auth gate sees a normalised path outside /ui/static
-    response = client.get(path)
+    response = await client.get(path)
     assert response.status_code in {401, 404}
     assert "import" not in response.text
 
 
-def test_a_trailing_slash_goes_back_to_the_page(client: TestClient) -> None:
-    response = client.get("/ui/", follow_redirects=False)
+async def test_a_trailing_slash_goes_back_to_the_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ui/", follow_redirects=False)
     assert response.status_code == 308
-    assert client.get("/ui/").url.path == "/ui"
+    assert (await client.get("/ui/", follow_redirects=True)).url.path == "/ui"
 
 
 def test_no_external_url_in_the_dashboard() -> None:
