@@ -65,3 +65,15 @@ def test_no_external_url_in_the_dashboard() -> None:
         text = path.read_text()
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", ""), name
         assert "https://" not in text, name
+
+
+@pytest.mark.parametrize("name", ["../routes.py", "../../app.py", "/etc/passwd", "", "views"])
+async def test_a_name_outside_the_shipped_files_is_refused(name: str) -> None:
+    """The URL path may arrive un-normalised (no client does it for us): only known names."""
+    from fastapi import HTTPException
+
+    from services.status.ui.routes import static
+
+    with pytest.raises(HTTPException) as refused:
+        await static(name)
+    assert refused.value.status_code == 404
