@@ -52,6 +52,12 @@ async def test_a_job_page_follows_the_job_live(page: Page, stack: Stack) -> None
     await expect(headline).to_have_text("running")
     await expect(page.locator("progress")).to_be_visible()
     await expect(page.locator(".progress-text")).to_contain_text(re.compile(r"\d+% — slept"))
+    # a live refresh keeps the keyboard focus where it was
+    cancel = page.get_by_role("button", name="Cancel job")
+    await cancel.focus()
+    before = await page.locator(".progress-text").inner_text()
+    await expect(page.locator(".progress-text")).not_to_have_text(before)
+    await expect(cancel).to_be_focused()
     await screenshot(page, "job-running")
     await expect(headline).to_have_text("succeeded", timeout=30_000)
     await expect(page.get_by_test_id("rule")).to_have_text("default")

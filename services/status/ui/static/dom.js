@@ -89,3 +89,22 @@ export function replace(node, ...children) {
   node.replaceChildren();
   append(node, children);
 }
+
+/**
+ * Runs `update` (which rebuilds part of `container`) and puts the keyboard focus back on
+ * the same link or button if it was inside: live refreshes must not throw a keyboard user
+ * back to the top of the page.
+ */
+export function keepFocus(container, update) {
+  const active = document.activeElement;
+  const inside = active && active !== container && container.contains(active);
+  const key = inside ? [active.tagName, active.getAttribute("href"), active.textContent] : null;
+  update();
+  if (!key) return;
+  for (const node of container.querySelectorAll(key[0])) {
+    if (node.getAttribute("href") === key[1] && node.textContent === key[2]) {
+      node.focus({ preventScroll: true });
+      return;
+    }
+  }
+}

@@ -1,6 +1,6 @@
 // Job groups (sagas): the members, the compensations they started, the group's status.
 import { ApiError, get } from "../api.js";
-import { badge, h, jobLink, orDash, replace, shortId, table, when } from "../dom.js";
+import { badge, h, jobLink, keepFocus, orDash, replace, shortId, table, when } from "../dom.js";
 
 const OPEN = new Set(["running", "compensating"]);
 
@@ -36,7 +36,7 @@ export async function render(main, ctx) {
       throw error;
     }
     open = OPEN.has(group.status);
-    replace(body, view(group));
+    keepFocus(body, () => replace(body, view(group)));
   }, ctx.signal);
 }
 

@@ -1,6 +1,6 @@
 // Jobs: filters, cursor pagination, a submit form, and the page kept live by polling.
 import { ApiError, get, post, query } from "../api.js";
-import { badge, h, jobLink, orDash, replace, SITES, STATUSES, when } from "../dom.js";
+import { badge, h, jobLink, keepFocus, orDash, replace, SITES, STATUSES, when } from "../dom.js";
 
 const PAGE = 25;
 const earlier = []; // cursors of the pages before this one, for "Previous page"
@@ -24,10 +24,15 @@ export async function render(main, ctx) {
     list,
     pager,
   );
+  let shown = "";
   ctx.live(2000, async () => {
     const page = await get(`/jobs${query({ ...filters, limit: PAGE, cursor })}`, { signal: ctx.signal });
-    replace(list, jobTable(page.items));
-    replace(pager, pagerLinks(filters, cursor, page.next_cursor, ctx));
+    const key = JSON.stringify(page);
+    if (key !== shown) {
+      shown = key;
+      keepFocus(list, () => replace(list, jobTable(page.items)));
+      keepFocus(pager, () => replace(pager, pagerLinks(filters, cursor, page.next_cursor, ctx)));
+    }
     replace(updated, "Live: refreshed every 2 s. Last update ", when(new Date().toISOString()), ".");
   }, ctx.signal);
 }
