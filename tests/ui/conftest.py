@@ -82,3 +82,12 @@ async def mark_loaded(page: Page) -> None:
 
 async def not_reloaded(page: Page) -> bool:
     return bool(await page.evaluate("window.__notReloaded === true"))
+
+
+CONTRAST = (Path(__file__).parent / "contrast.js").read_text()
+
+
+async def low_contrast(page: Page) -> list[str]:
+    """Visible text under WCAG AA contrast (4.5:1; 3:1 for large text)."""
+    found: list[str] = await page.evaluate(CONTRAST)
+    return found

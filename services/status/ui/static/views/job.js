@@ -2,7 +2,7 @@
 // kept live by the job's event stream while it is not finished.
 import { ApiError, get, post, query, stream } from "../api.js";
 import {
-  badge, definitions, groupLink, h, jobLink, orDash, pretty, replace, shortId, TERMINAL, when,
+  badge, definitions, groupLink, h, jobLink, keepFocus, orDash, pretty, replace, shortId, TERMINAL, when,
 } from "../dom.js";
 
 export async function render(main, ctx) {
@@ -19,7 +19,7 @@ export async function render(main, ctx) {
     const key = JSON.stringify([view, events.items, children]);
     if (key !== shown) {
       shown = key;
-      replace(body, page(view, events.items, children, ctx, refresh));
+      keepFocus(body, () => replace(body, page(view, events.items, children, ctx, refresh)));
     }
     return view;
   };
