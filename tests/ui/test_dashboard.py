@@ -119,6 +119,9 @@ async def test_overview_shows_sites_throughput_and_fleet(page: Page, stack: Stac
     await expect(workers).to_contain_text(re.compile(r"Not available|Worker|No worker"))
     await screenshot(page, "overview")
     assert await low_contrast(page) == []
+    await count.get_by_role("link").click()
+    await expect(page).to_have_url(re.compile(r"#/jobs\?status=succeeded&site=private$"))
+    await expect(page.locator(f'tr[data-job-id="{job_id}"] td.status')).to_have_text("succeeded")
 
 
 async def test_group_and_schedule_pages(page: Page, stack: Stack) -> None:

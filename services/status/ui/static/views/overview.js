@@ -1,5 +1,5 @@
 // Overview: per-site counts and backlog, throughput and failures, the worker fleet.
-import { ApiError, get } from "../api.js";
+import { ApiError, get, query } from "../api.js";
 import { chart } from "../chart.js";
 import { badge, h, jobLink, orDash, replace, SITES, STATUSES, table, when } from "../dom.js";
 import { record } from "../throughput.js";
@@ -49,9 +49,16 @@ function siteCard(site, stats) {
       h("caption", {}, `${total} job(s) placed on ${site}`),
       h("tbody", {}, STATUSES.filter((s) => s !== "submitted").map((s) =>
         h("tr", { class: counts[s] ? "" : "zero" }, h("th", { scope: "row" }, badge(s)),
-          h("td", { "data-testid": `count-${site}-${s}` }, String(counts[s] || 0))))),
+          h("td", { "data-testid": `count-${site}-${s}` }, count(site, s, counts[s] || 0))))),
     ),
   );
+}
+
+/** A count links to the job list filtered to it. */
+function count(site, status, n) {
+  if (!n) return "0";
+  const href = `#/jobs${query({ status, site })}`;
+  return h("a", { href, "aria-label": `${n} ${status} on ${site}: list them` }, String(n));
 }
 
 function queueTable(queues) {
