@@ -26,7 +26,7 @@ export function chart(buckets) {
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const y = (v) => PAD.top + plotH - (v / top) * plotH;
-  for (const v of [0, Math.ceil(top / 2), top]) {
+  for (const v of new Set([0, Math.ceil(top / 2), top])) {
     svg.append(el("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }));
     svg.append(el("text", { x: PAD.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, v));
   }
