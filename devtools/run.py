@@ -58,6 +58,7 @@ def main() -> int:
         print(
             f"""
 hybridq is running (logs in var/log/):
+  dashboard      {stack.api}/ui
   API            {stack.api}            (OpenAPI docs: {stack.api}/docs)
   metrics        {stack.api}/metrics
   RabbitMQ UI    http://127.0.0.1:15672/#/queues  (guest/guest, vhost '{VHOST}')

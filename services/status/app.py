@@ -31,6 +31,7 @@ from services.status.consumers import subscribe
 from services.status.db_errors import is_backend_error
 from services.status.projector import Projector
 from services.status.schedules.firer import Firer
+from services.status.ui import routes as ui
 from shared import topology
 from shared.bus import Bus, make_broker
 from shared.metrics import API_LATENCY
@@ -112,6 +113,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     app.include_router(schedule_routes.router)
     app.include_router(worker_routes.router)
     app.include_router(system.router)
+    app.include_router(ui.router)
     _errors(app)
     _middleware(app, settings)
     return app
