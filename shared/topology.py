@@ -91,7 +91,6 @@ ROUTER_INTAKE = _quorum(
     routing_key=SUBMITTED_KEY,
     **{
         "x-delivery-limit": INTAKE_DELIVERY_LIMIT,
-        "x-single-active-consumer": True,
         **_DEAD_LETTERING,
     },
 )

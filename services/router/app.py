@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,15 +15,17 @@ from shared import topology
 from shared.bus import Bus, make_broker
 from shared.cancellations import Cancellations, listen
 from shared.contracts.jobs import Site
+from shared.health import HealthServer, broker_check
 from shared.metrics import ROUTER_OUTCOMES, serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
 from shared.service import RawHandler, raw_body, settle, stop_deliveries
 from shared.settings import RouterSettings
 
-from .dedup import SeenJobs
+from .dedup import Ledger
 from .due import DueJobs
 from .intake import Intake
+from .ledger_store import LedgerStore, PostgresLedgerStore
 
 PRIVATE_QUEUE = topology.work_queue_name(Site.PRIVATE)
 
@@ -39,6 +41,7 @@ class Router:
     intake: Intake
     due: DueJobs
     cancellations: Cancellations
+    ledger: Ledger
 
 
 def build(
@@ -47,17 +50,32 @@ def build(
     rules: Rules | None = None,
     private_backlog: Callable[[], int] | None = None,
     clock: Callable[[], datetime] = _now,
+    ledger_store: LedgerStore | None = None,
 ) -> Router:
     settings = settings or RouterSettings()
     rules = rules or load_rules(settings.routing_rules)
     broker = make_broker(settings.amqp_url, settings.prefetch)
     bus = Bus(broker)
     depths = QueueDepths(settings.amqp_url, [PRIVATE_QUEUE], settings.backlog_max_age_seconds)
-    seen = SeenJobs(settings.state_dir / "seen-jobs.sqlite3")
+    ledger = Ledger(
+        ledger_store or PostgresLedgerStore(settings.database_url),
+        lease_seconds=settings.claim_lease_seconds,
+        hold_seconds=settings.db_hold_seconds,
+        retention_days=settings.retention_days,
+    )
     cancellations = Cancellations()
     backlog = private_backlog or (lambda: depths.ready(PRIVATE_QUEUE))
-    intake = Intake(bus, rules, backlog, seen, clock)
-    due = DueJobs(bus, cancellations, clock)
+    intake = Intake(bus, rules, backlog, ledger, clock)
+    due = DueJobs(bus, cancellations, ledger, clock)
+    health = (
+        HealthServer(
+            {"broker": broker_check(broker), "database": _async(ledger.ready)},
+            settings.health_host,
+            settings.health_port,
+        )
+        if settings.health_port
+        else None
+    )
 
     intake_subscriber = broker.subscriber(
         topology.ROUTER_INTAKE,
@@ -76,7 +94,7 @@ def build(
 
     @intake_subscriber
     async def on_submitted(msg: RabbitMessage) -> None:
-        redelivered = bool(getattr(msg.raw_message, "redelivered", False))
+        redelivered = _redelivered(msg)
 
         async def handle(body: bytes, queue: str) -> str:
             return await intake.handle(body, queue, redelivered=redelivered)
@@ -85,13 +103,21 @@ def build(
 
     @due_subscriber
     async def on_due(msg: RabbitMessage) -> None:
-        await settle(msg, topology.ROUTER_DUE.name, due.handle)
+        redelivered = _redelivered(msg)
+
+        async def handle(body: bytes, queue: str) -> str:
+            return await due.handle(body, queue, redelivered=redelivered)
+
+        await settle(msg, topology.ROUTER_DUE.name, handle)
 
     listen(broker, cancellations, "router")
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     @app.on_startup
     async def declare() -> None:
+        if health is not None:
+            await health.start()
+        ledger.start()
         await broker.connect()
         await topology.declare(broker, topology.router_bindings(settings.work_queue_type))
         if private_backlog is None:
@@ -107,9 +133,22 @@ def build(
     @app.after_shutdown
     async def close() -> None:
         await depths.stop()
-        seen.close()
+        await ledger.stop()
+        if health is not None:
+            await health.stop()
 
-    return Router(app, broker, intake, due, cancellations)
+    return Router(app, broker, intake, due, cancellations, ledger)
+
+
+def _redelivered(msg: RabbitMessage) -> bool:
+    return bool(getattr(msg.raw_message, "redelivered", False))
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run
 
 
 def _counted(handle: RawHandler) -> RawHandler:

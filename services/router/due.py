@@ -15,6 +15,7 @@ from shared.cancellations import Cancellations
 from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import DeadLetterReason
 
+from .dedup import Ledger, dispatch_key
 from .intake import routed_event
 
 log = logging.getLogger("hybridq.router.due")
@@ -24,13 +25,18 @@ SHORTEST_TIER_SECONDS = topology.DELAY_TIERS[0].ttl_ms / 1000
 
 class DueJobs:
     def __init__(
-        self, bus: Bus, cancellations: Cancellations, clock: Callable[[], datetime]
+        self,
+        bus: Bus,
+        cancellations: Cancellations,
+        ledger: Ledger,
+        clock: Callable[[], datetime],
     ) -> None:
         self.bus = bus
         self.cancellations = cancellations
+        self.ledger = ledger
         self.clock = clock
 
-    async def handle(self, body: bytes, source_queue: str) -> str:
+    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
         try:
             job = PlacedJob.model_validate_json(body)
         except ValidationError as exc:
@@ -46,14 +52,27 @@ class DueJobs:
         if remaining >= SHORTEST_TIER_SECONDS:
             await self.bus.delay(job, now)
             return "waiting"
+        # Due: dispatch each (job_id, attempt) once, however often its message arrives.
+        key = dispatch_key(job.job_id, job.attempt)
+        if not await self.ledger.acquire(key, redelivered=redelivered):
+            log.info("duplicate due message: not dispatched again", extra={"key": key})
+            return "duplicate"
+        try:
+            await self._dispatch(job, remaining)
+        except BaseException:
+            await self.ledger.release(key)
+            raise
+        await self.ledger.finish(key)
+        log.info(
+            "dispatched",
+            extra={"job_id": str(job.job_id), "site": job.site.value, "attempt": job.attempt},
+        )
+        return "dispatched"
+
+    async def _dispatch(self, job: PlacedJob, remaining: float) -> None:
         if remaining > 0:  # less than the shortest tier: wait it out here (< 0.1 s)
             await asyncio.sleep(remaining)
         if job.announce:
             await self.bus.event(routed_event(job))
             job = job.model_copy(update={"announce": False})
         await self.bus.dispatch(job)
-        log.info(
-            "dispatched",
-            extra={"job_id": str(job.job_id), "site": job.site.value, "attempt": job.attempt},
-        )
-        return "dispatched"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -17,15 +16,19 @@ from shared import topology
 from shared.placement.rules import load_rules
 from shared.settings import DEFAULT_RULES_FILE, RouterSettings
 from tests.unit.capture import Captured, capture
+from tests.unit.fake_ledger import FakeLedgerStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def router(tmp_path: Path) -> Router:
-    settings = RouterSettings(ROUTER_STATE_DIR=tmp_path)
+def router() -> Router:
     return build(
-        settings, rules=load_rules(DEFAULT_RULES_FILE), private_backlog=lambda: 0, clock=lambda: NOW
+        RouterSettings(),
+        rules=load_rules(DEFAULT_RULES_FILE),
+        private_backlog=lambda: 0,
+        clock=lambda: NOW,
+        ledger_store=FakeLedgerStore(),
     )
 
 
