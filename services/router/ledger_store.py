@@ -96,7 +96,7 @@ class PostgresLedgerStore:
                 rest = [k for k in rest if k not in seen]
             if rest:
                 result = await conn.execute(_STATES, {"keys": rest})
-                states: dict[str, str] = {key: state for key, state in result.tuples()}
+                states: dict[str, str] = {key: state for key, state in result}
                 # absent: released by its holder a moment ago -- its copy is being handed back
                 seen.update({k: Seen.DONE if states.get(k) == "done" else Seen.BUSY for k in rest})
         return seen
