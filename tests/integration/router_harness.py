@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -16,6 +18,15 @@ import httpx
 from devtools import environment
 from devtools.stack import Stack
 from tests.conftest import free_port
+
+
+async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"not {what} within {timeout}s")
 
 
 def router_stack(amqp_url: str, database_url: str, log_dir: Path, *names: str) -> Stack:
@@ -77,10 +88,7 @@ class Dispatched:
         self.counts[json.loads(message.body)["job_id"]] += 1
 
     async def wait_for(self, job_ids: list[str], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while missing := [j for j in job_ids if j not in self.counts]:
-                await asyncio.sleep(0.2)
-        del missing
+        await eventually(lambda: all(j in self.counts for j in job_ids), timeout, "dispatched")
 
     async def stop(self) -> None:
         if self._connection is not None:

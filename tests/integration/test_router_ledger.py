@@ -19,6 +19,7 @@ from services.router.ledger_store import PostgresLedgerStore, Seen
 from tests.e2e.client import job, publish_raw
 from tests.integration.router_harness import (
     Dispatched,
+    eventually,
     log_lines,
     queue_messages,
     readyz,
@@ -62,7 +63,8 @@ async def test_postgres_claims_are_atomic_across_replicas(database_url: str) -> 
         assert (await b.claim([short], "c", 30))[short] is Seen.BUSY
         await asyncio.sleep(0.2)
         assert (await b.claim([short], "c", 30))[short] is Seen.TAKEN_OVER
-        assert await b.known(short) and not await b.known(f"job:{uuid.uuid4()}")
+        assert await b.known(short)
+        assert not await b.known(f"job:{uuid.uuid4()}")
     finally:
         await a.close()
         await b.close()
@@ -97,9 +99,8 @@ async def test_two_replicas_share_intake_and_a_kill9_loses_nothing_and_reruns_no
 
         seen_before = duplicates()
         await publish_raw(amqp_url, bodies)  # every job_id again
-        async with asyncio.timeout(60):  # each copy is logged as a duplicate ...
-            while duplicates() < seen_before + len(ids):
-                await asyncio.sleep(0.3)
+        # every copy is logged as a duplicate...
+        await eventually(lambda: duplicates() >= seen_before + len(ids), 60, "all seen")
         await asyncio.sleep(1)
         assert dict(dispatched.counts) == before, "a duplicate job_id was dispatched again"
         engine = create_async_engine(database_url)
@@ -128,9 +129,9 @@ async def test_a_database_refusing_connections_holds_intake_until_it_is_back(
             await publish_raw(amqp_url, [json.dumps(s).encode() for s in specs])
             await asyncio.sleep(4)
             assert not [s for s in specs if s["job_id"] in dispatched.counts]
-            async with asyncio.timeout(15):  # held (the management API samples every 5 s)
-                while queue_messages(amqp_url, "jobs.router.intake") != len(specs):
-                    await asyncio.sleep(0.5)
+            await eventually(  # held in the queue (the management API samples every 5 s)
+                lambda: queue_messages(amqp_url, "jobs.router.intake") == len(specs), 15, "held"
+            )
             assert await asyncio.to_thread(readyz, stack, "router") == 503
         finally:
             set_allow_connections(database_url, True)
