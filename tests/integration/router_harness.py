@@ -29,13 +29,16 @@ async def eventually(check: Callable[[], bool], timeout: float, what: str) -> No
     raise AssertionError(f"not {what} within {timeout}s")
 
 
-def router_stack(amqp_url: str, database_url: str, log_dir: Path, *names: str) -> Stack:
+def router_stack(
+    amqp_url: str, database_url: str, log_dir: Path, *names: str, **env: str
+) -> Stack:
     stack = Stack(
         {
             "AMQP_URL": amqp_url,
             "DATABASE_URL": database_url,
             "ROUTER_CLAIM_LEASE_SECONDS": "3",
             "LOG_LEVEL": "INFO",
+            **env,
         },
         log_dir,
     )
@@ -99,7 +102,11 @@ def queue_messages(amqp_url: str, queue: str) -> int:
     """Ready + unacked messages of `queue` (management API)."""
     vhost = unquote(urlsplit(amqp_url).path.lstrip("/"))
     with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN) as http:
-        response = http.get(f"/api/queues/{vhost}/{queue}")
+        for _ in range(20):  # a queue declared a moment ago may not be listed yet
+            response = http.get(f"/api/queues/{vhost}/{queue}")
+            if response.status_code != 404:
+                break
+            time.sleep(0.5)
         response.raise_for_status()
         return int(response.json().get("messages", 0))
 

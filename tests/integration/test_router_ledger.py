@@ -118,7 +118,15 @@ async def test_two_replicas_share_intake_and_a_kill9_loses_nothing_and_reruns_no
 async def test_a_database_refusing_connections_holds_intake_until_it_is_back(
     amqp_url: str, database_url: str, tmp_path: Path, dispatched: Dispatched
 ) -> None:
-    stack = router_stack(amqp_url, database_url, tmp_path, "router")
+    # The outage outlasts the hold, so deliveries are handed back (nack) and come again.
+    stack = router_stack(
+        amqp_url,
+        database_url,
+        tmp_path,
+        "router",
+        ROUTER_CLAIM_LEASE_SECONDS="1",
+        ROUTER_DB_HOLD_SECONDS="2.5",
+    )
     stack.start("router")
     try:
         await wait_ready(stack, "router")
@@ -133,6 +141,7 @@ async def test_a_database_refusing_connections_holds_intake_until_it_is_back(
                 lambda: queue_messages(amqp_url, "jobs.router.intake") == len(specs), 15, "held"
             )
             assert await asyncio.to_thread(readyz, stack, "router") == 503
+            assert log_lines(stack, "router", "transient failure; requeueing")  # handed back
         finally:
             set_allow_connections(database_url, True)
         ids = [s["job_id"] for s in specs]
