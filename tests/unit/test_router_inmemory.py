@@ -136,3 +136,29 @@ async def test_due_job_is_dispatched_once_its_time_has_come(router: Router) -> N
     assert [b["job_id"] for _, b, _ in seen.dispatched] == [due["job_id"]]
     assert seen.types() == ["JobRouted"]
     assert [(t, b["job_id"]) for t, b in seen.delayed] == [("jobs.delay.1600ms", later["job_id"])]
+
+
+async def test_a_malformed_copy_of_an_accepted_job_is_dead_lettered_without_a_rejection(
+    router: Router,
+) -> None:
+    seen = capture(router.broker)
+    spec = job()
+    async with TestRabbitBroker(router.broker):
+        await publish(router, spec)
+        await publish(router, {**spec, "colour": "red"})  # same job_id, fails the schema
+    assert seen.types() == ["JobSubmitted", "JobRouted"]  # no JobRejected
+    [(_, headers)] = seen.dead_letters
+    assert headers["x-hybridq-reason"] == "schema"
+    assert len(seen.dispatched) == 1
+
+
+async def test_a_duplicated_due_message_dispatches_its_attempt_once(router: Router) -> None:
+    seen = capture(router.broker)
+    first = {**job(), "site": "public", "attempt": 2, "run_at": NOW.isoformat()}
+    retry = {**first, "attempt": 3}
+    async with TestRabbitBroker(router.broker):
+        for body in (first, first, retry, retry, first):
+            await router.broker.publish(
+                json.dumps(body).encode(), exchange=topology.DELAY, routing_key=topology.DUE_KEY
+            )
+    assert [b["attempt"] for _, b, _ in seen.dispatched] == [2, 3]
