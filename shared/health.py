@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from faststream import FastStream
 from faststream.rabbit import RabbitBroker
 
 log = logging.getLogger("hybridq.health")
@@ -87,3 +88,16 @@ class HealthServer:
                 return "503 Service Unavailable", f"not ready: {', '.join(failing)}\n".encode()
             return "200 OK", b"ready\n"
         return "404 Not Found", b"not found\n"
+
+
+def attach(
+    app: FastStream, checks: Mapping[str, Check], host: str, port: int | None
+) -> HealthServer | None:
+    """Serve the probes for `app`'s lifetime when a port is configured (HEALTH_PORT);
+    liveness answers from start-up on, readiness once every check passes."""
+    if not port:
+        return None
+    server = HealthServer(checks, host, port)
+    app.on_startup(server.start)
+    app.after_shutdown(server.stop)
+    return server

@@ -11,11 +11,11 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
-from shared import topology
+from shared import health, topology
 from shared.bus import Bus, make_broker
 from shared.cancellations import Cancellations, listen
 from shared.contracts.jobs import Site
-from shared.health import HealthServer, broker_check
+from shared.health import broker_check
 from shared.metrics import ROUTER_OUTCOMES, serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
@@ -67,15 +67,6 @@ def build(
     backlog = private_backlog or (lambda: depths.ready(PRIVATE_QUEUE))
     intake = Intake(bus, rules, backlog, ledger, clock)
     due = DueJobs(bus, cancellations, ledger, clock)
-    health = (
-        HealthServer(
-            {"broker": broker_check(broker), "database": _async(ledger.ready)},
-            settings.health_host,
-            settings.health_port,
-        )
-        if settings.health_port
-        else None
-    )
 
     intake_subscriber = broker.subscriber(
         topology.ROUTER_INTAKE,
@@ -112,11 +103,15 @@ def build(
 
     listen(broker, cancellations, "router")
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
+    health.attach(
+        app,
+        {"broker": broker_check(broker), "database": _async(ledger.ready)},
+        settings.health_host,
+        settings.health_port,
+    )
 
     @app.on_startup
     async def declare() -> None:
-        if health is not None:
-            await health.start()
         ledger.start()
         await broker.connect()
         await topology.declare(broker, topology.router_bindings(settings.work_queue_type))
@@ -134,8 +129,6 @@ def build(
     async def close() -> None:
         await depths.stop()
         await ledger.stop()
-        if health is not None:
-            await health.stop()
 
     return Router(app, broker, intake, due, cancellations, ledger)
 

@@ -13,10 +13,11 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
-from shared import topology
+from shared import health, topology
 from shared.bus import Bus, make_broker
 from shared.cancellations import Cancellations, listen
 from shared.contracts.jobs import Site
+from shared.health import broker_check
 from shared.metrics import serve_metrics
 from shared.service import raw_body, settle, stop_deliveries
 from shared.settings import WorkerSettings
@@ -87,6 +88,7 @@ def build(
     subscriber(handle)
     listen(broker, cancellations, f"{site.value}-worker")
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
+    health.attach(app, {"broker": broker_check(broker)}, settings.health_host, settings.health_port)
 
     @app.on_startup
     async def declare() -> None:

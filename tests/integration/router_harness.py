@@ -29,9 +29,7 @@ async def eventually(check: Callable[[], bool], timeout: float, what: str) -> No
     raise AssertionError(f"not {what} within {timeout}s")
 
 
-def router_stack(
-    amqp_url: str, database_url: str, log_dir: Path, *names: str, **env: str
-) -> Stack:
+def router_stack(amqp_url: str, database_url: str, log_dir: Path, *names: str, **env: str) -> Stack:
     stack = Stack(
         {
             "AMQP_URL": amqp_url,
