@@ -32,7 +32,6 @@ def main() -> int:
     env = {
         "AMQP_URL": os.environ.get("AMQP_URL") or create_vhost(VHOST),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or create_database(DATABASE),
-        "ROUTER_STATE_DIR": "var/router",
     }
     stack = Stack(env, Path("var/log"))
     print("migrating the status database ...")

@@ -41,7 +41,7 @@ async def test_readiness_follows_the_checks_and_liveness_needs_a_running_loop() 
             return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code
 
         asked = asyncio.get_running_loop().run_in_executor(None, probe)
-        time.sleep(1.5)  # the service's loop is blocked: liveness cannot answer
+        time.sleep(1.5)  # noqa: ASYNC251 -- the loop is blocked: liveness cannot answer
         with pytest.raises(httpx.TimeoutException):
             await asyncio.wait_for(asked, 5)
     finally:
