@@ -183,3 +183,27 @@ async def test_an_unroutable_dispatch_is_handed_back_not_acked(
         finally:
             await private.bind("jobs.dispatch", "private")
             stack.stop()
+
+
+async def test_postgres_purge_deletes_only_rows_past_retention(database_url: str) -> None:
+    store = PostgresLedgerStore(database_url)
+    old = [f"job:{uuid.uuid4()}" for _ in range(5)]
+    fresh = f"job:{uuid.uuid4()}"
+    engine = create_async_engine(database_url)
+    try:
+        await store.claim([*old, fresh], "a", 30)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE router_ledger SET claimed_at = now() - interval '39 days' "
+                    "WHERE key = ANY(:k)"
+                ),
+                {"k": old},
+            )
+        assert await store.purge(38.5, 3) == 3  # a small batch at a time
+        assert await store.purge(38.5, 3) == 2
+        assert await store.purge(38.5, 3) == 0
+        assert await store.known(fresh)
+    finally:
+        await engine.dispose()
+        await store.close()
