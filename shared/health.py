@@ -93,11 +93,32 @@ class HealthServer:
 def attach(
     app: FastStream, checks: Mapping[str, Check], host: str, port: int | None
 ) -> HealthServer | None:
-    """Serve the probes for `app`'s lifetime when a port is configured (HEALTH_PORT);
-    liveness answers from start-up on, readiness once every check passes."""
+    """Serve the probes for `app`'s lifetime when a port is configured (HEALTH_PORT).
+
+    Liveness answers from start-up on. Readiness also needs the app to have *started*
+    (topology declared, consumers attached) and not be draining: a client that waits for
+    readiness and then publishes must find the queues there.
+    """
     if not port:
         return None
-    server = HealthServer(checks, host, port)
+    started = asyncio.Event()
+    server = HealthServer({"started": _flag(started), **checks}, host, port)
+
+    async def mark_started() -> None:
+        started.set()
+
+    async def mark_draining() -> None:
+        started.clear()
+
     app.on_startup(server.start)
+    app.after_startup(mark_started)
+    app.on_shutdown(mark_draining)
     app.after_shutdown(server.stop)
     return server
+
+
+def _flag(event: asyncio.Event) -> Check:
+    async def is_set() -> bool:
+        return event.is_set()
+
+    return is_set

@@ -89,7 +89,11 @@ class Dispatched:
         self.counts[json.loads(message.body)["job_id"]] += 1
 
     async def wait_for(self, job_ids: list[str], timeout: float) -> None:
-        await eventually(lambda: all(j in self.counts for j in job_ids), timeout, "dispatched")
+        try:
+            await eventually(lambda: all(j in self.counts for j in job_ids), timeout, "dispatched")
+        except AssertionError as exc:
+            missing = [j for j in job_ids if j not in self.counts]
+            raise AssertionError(f"{len(missing)} not dispatched, e.g. {missing[:3]}") from exc
 
     async def stop(self) -> None:
         if self._connection is not None:
