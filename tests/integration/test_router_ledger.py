@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -207,3 +208,17 @@ async def test_postgres_purge_deletes_only_rows_past_retention(database_url: str
     finally:
         await engine.dispose()
         await store.close()
+
+
+async def test_workers_serve_the_probes_too(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    stack = router_stack(amqp_url, database_url, tmp_path, "private_worker", "public_worker")
+    stack.start("private_worker", "public_worker")
+    try:
+        await wait_ready(stack, "private_worker", "public_worker")
+        port = stack.per_service["public_worker"]["HEALTH_PORT"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        assert stack.stop() == {"private_worker": 0, "public_worker": 0}
