@@ -20,12 +20,14 @@ from devtools.stack import Stack
 from tests.conftest import free_port
 
 
-async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+async def eventually(
+    check: Callable[[], bool], timeout: float, what: str, every: float = 0.3
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(every)
     raise AssertionError(f"not {what} within {timeout}s")
 
 

@@ -222,3 +222,22 @@ async def test_workers_serve_the_probes_too(
             assert (await http.get("/healthz")).status_code == 200
     finally:
         assert stack.stop() == {"private_worker": 0, "public_worker": 0}
+
+
+async def test_a_router_is_ready_only_once_it_consumes(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """A client that waits for /readyz and then publishes must find the intake queue
+    there and consumed (readiness after start-up, not at the first broker connection)."""
+    stack = router_stack(amqp_url, database_url, tmp_path, "router")
+    connection = await aio_pika.connect(amqp_url)  # ready before the router starts
+    stack.start("router")
+    try:
+        # the first 200, asked as often as we can
+        await eventually(lambda: readyz(stack, "router") == 200, 30, "ready", every=0.01)
+        async with connection:
+            channel = await connection.channel()
+            intake = await channel.declare_queue("jobs.router.intake", passive=True)
+            assert intake.declaration_result.consumer_count == 1
+    finally:
+        assert stack.stop() == {"router": 0}
