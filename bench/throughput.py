@@ -45,7 +45,6 @@ async def end_to_end(n: int, concurrency: int) -> None:
             "AMQP_URL": amqp_url,
             "DATABASE_URL": db_url,
             "STATUS_HTTP_PORT": "8765",
-            "ROUTER_STATE_DIR": str(state / "router"),
             "LOG_LEVEL": "WARNING",
             "WORKER_CONCURRENCY": str(concurrency),
         },

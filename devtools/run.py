@@ -36,7 +36,6 @@ def main() -> int:
     env = {
         "AMQP_URL": os.environ.get("AMQP_URL") or create_vhost(VHOST),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or create_database(DATABASE),
-        "ROUTER_STATE_DIR": "var/router",
         "HYBRIDQ_HANDLERS": os.environ.get("HYBRIDQ_HANDLERS") or EXAMPLE_HANDLERS,
         "ROUTING_RULES": os.environ.get("ROUTING_RULES") or EXAMPLE_RULES,
     }

@@ -36,12 +36,20 @@ class Stack:
         )
 
     def start(self, *names: str) -> None:
+        """Start processes by name; `router#2` is a second replica of `router` (its own
+        log file and `per_service` entry, on top of the service's)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in names or SERVICES:
+            service = name.split("#", 1)[0]
             log = (self.log_dir / f"{name}.log").open("ab")
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                env={**os.environ, **self.env, **self.per_service.get(name, {})},
+                [sys.executable, "-m", f"services.{service}"],
+                env={
+                    **os.environ,
+                    **self.env,
+                    **self.per_service.get(service, {}),
+                    **(self.per_service.get(name, {}) if name != service else {}),
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -53,11 +53,19 @@ def _stamp_user(user: str) -> type[BaseMiddleware]:
 
 def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0) -> RabbitBroker:
     """A broker whose channels confirm publishes and bound unacked deliveries, and whose
-    messages carry the connection's user as `user_id`."""
+    messages carry the connection's user as `user_id`.
+
+    Every publish is mandatory (FastStream's default) and `on_return_raises` turns a
+    message the broker returns -- no queue took it -- into `aio_pika.exceptions.
+    DeliveryError` for the publisher, instead of a confirm that looks like success.
+    The handler then hands its delivery back (nack) rather than acking it.
+    """
     return RabbitBroker(
         amqp_url,
         middlewares=[_stamp_user(broker_user(amqp_url))],
-        default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
+        default_channel=Channel(
+            prefetch_count=prefetch, publisher_confirms=True, on_return_raises=True
+        ),
         graceful_timeout=graceful_timeout,
         reconnect_interval=1.0,  # back within seconds after a broker blip (readyz: < 5 s)
         logger=logging.getLogger("hybridq.faststream"),

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.identity import PRIVATE_WORKER_USER, PUBLIC_WORKER_USER
 from shared.topology import WorkQueueType
 
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@localhost:5432/hybridq"
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "services" / "router" / "rules.toml"
 
 
@@ -29,11 +30,18 @@ class BrokerSettings(BaseSettings):
     # whose messages speak for which site (shared/identity.py); other users: unrestricted
     public_worker_user: str = Field(default=PUBLIC_WORKER_USER, alias="PUBLIC_WORKER_USER")
     private_worker_user: str = Field(default=PRIVATE_WORKER_USER, alias="PRIVATE_WORKER_USER")
+    health_port: int | None = Field(default=None, alias="HEALTH_PORT")
+    """Router and workers: serve /healthz and /readyz on this port (from the event loop)."""
+    health_host: str = Field(default="0.0.0.0", alias="HEALTH_HOST")
 
 
 class RouterSettings(BrokerSettings):
     routing_rules: Path = Field(default=DEFAULT_RULES_FILE, alias="ROUTING_RULES")
-    state_dir: Path = Field(default=Path("var/router"), alias="ROUTER_STATE_DIR")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    """Where the de-duplication ledger lives (table `router_ledger`, migration 0004)."""
+    retention_days: float = Field(default=30, gt=0, alias="RETENTION_DAYS")
+    claim_lease_seconds: float = Field(default=15.0, gt=0, alias="ROUTER_CLAIM_LEASE_SECONDS")
+    db_hold_seconds: float = Field(default=60.0, gt=0, alias="ROUTER_DB_HOLD_SECONDS")
     backlog_max_age_seconds: float = Field(default=0.5, gt=0, le=1, alias="BACKLOG_MAX_AGE_SECONDS")
 
 
@@ -59,9 +67,7 @@ class WorkerSettings(BrokerSettings):
 
 
 class StatusSettings(BrokerSettings):
-    database_url: str = Field(
-        default="postgresql+asyncpg://postgres@localhost:5432/hybridq", alias="DATABASE_URL"
-    )
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     http_host: str = Field(default="127.0.0.1", alias="STATUS_HTTP_HOST")
     http_port: int = Field(default=8000, alias="STATUS_HTTP_PORT")
     api_token: SecretStr | None = Field(default=None, alias="API_TOKEN")

@@ -93,7 +93,6 @@ ROUTER_INTAKE = _quorum(
     routing_key=SUBMITTED_KEY,
     **{
         "x-delivery-limit": INTAKE_DELIVERY_LIMIT,
-        "x-single-active-consumer": True,
         **_DEAD_LETTERING,
     },
 )
@@ -187,7 +186,10 @@ def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding,
 
 
 def router_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
-    return (*base_bindings(kind), (ROUTER_INTAKE, INTAKE))
+    """The router's queues, plus the status feed its events go to: publishes are
+    mandatory, so a router started before the status service needs that queue to exist
+    (else every event would be refused and intake handed back)."""
+    return (*base_bindings(kind), (ROUTER_INTAKE, INTAKE), (STATUS_EVENTS, EVENTS))
 
 
 def worker_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:

@@ -54,12 +54,10 @@ def free_port() -> int:
 def stack_env(
     amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
-    state = tmp_path_factory.mktemp("router-state")
     return {
         "AMQP_URL": amqp_url,
         "DATABASE_URL": database_url,
         "STATUS_HTTP_PORT": str(free_port()),
-        "ROUTER_STATE_DIR": str(state),
         "RETRY_BASE_SECONDS": "0.2",
         "RETRY_MAX_SECONDS": "2",
         "LOG_LEVEL": "INFO",

@@ -1,58 +1,216 @@
-"""The router's ledger of job_ids it has accepted: duplicates are not run again.
+"""The router's ledger of what it has accepted and dispatched: a duplicate is never run.
 
-Kept in SQLite on local disk so it survives a router restart. The intake queue has a
-single active consumer, so one router at a time writes it (see docs/design.md).
+The ledger lives in Postgres (see `ledger_store`), shared by every router replica, so no
+guarantee rests on one process's memory or disk. Keys (see `intake_key`, `dispatch_key`):
 
-A job is *claimed* atomically before it is processed and marked *done* once its events
-and dispatch are confirmed. A second copy that finds a claim is a duplicate -- unless the
-broker redelivered it, which means the router holding the claim died mid-way: then the
-job is processed again (its events have deterministic ids, so nothing shows twice).
+- `job:<job_id>` -- a JobSubmitted was accepted (placed, dispatched or parked);
+- `dispatch:<job_id>:<attempt>` -- the due consumer dispatched that attempt (a delayed
+  job's first attempt, a retry, a redriven attempt). The attempt is part of the key
+  because each retry is a new message for the same job that must go through, while a
+  duplicated or redelivered copy of one attempt's message must not be dispatched twice.
+
+A key is *claimed* (pending, with a lease in the owner's name) before the work and
+marked *done* once its events and dispatch are confirmed. What a copy of a message does
+when it finds the key taken:
+
+- done: a duplicate -- acked and dropped.
+- pending, lease live, first delivery: a distinct copy of a message whose own delivery
+  is being processed (that delivery ends done, or is handed back and redelivered) --
+  dropped.
+- pending, lease live, redelivered: it may be the claim's own message, handed back by a
+  broker that lost its holder -- held (polled) until the claim is done (drop), released
+  (claim it) or its lease runs out (take it over). A duplicate copy that was redelivered
+  is therefore never run while the original is still in flight elsewhere.
+- pending, lease run out (the holder died: nobody renews it): taken over.
+
+Holders renew the leases of what they process every second; a process killed with
+`kill -9` stops renewing and its claims are taken over within one lease.
+Anything going wrong with the database is transient: the call is retried for a bounded
+hold, then `LedgerAway` (retryable) hands the delivery back to the broker.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
 import time
-from enum import StrEnum
-from pathlib import Path
-from uuid import UUID
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import UUID, uuid4
 
-RETENTION_SECONDS = 30 * 24 * 3600
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.errors import RetryableError
+
+from .batcher import Batcher
+from .ledger_store import LedgerStore, Seen
+
+log = logging.getLogger("hybridq.router.ledger")
+
+T = TypeVar("T")
+
+LIFETIME_MARGIN_DAYS = 8.0
+"""Ledger rows outlive RETENTION_DAYS by the longest a job can still be on its way after
+it was claimed (a 7-day delay plus its retries), so the ledger forgets a job only after
+the status service has."""
+PURGE_BATCH = 500
+PURGE_EVERY_SECONDS = 300.0
+PROBE_EVERY_SECONDS = 1.0
+POLL_SECONDS = 0.25
 
 
-class Claim(StrEnum):
-    NEW = "new"
-    PENDING = "pending"
-    DONE = "done"
+def intake_key(job_id: UUID) -> str:
+    return f"job:{job_id}"
 
 
-class SeenJobs:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, "
-            "seen_at REAL NOT NULL)"
-        )
-        self._db.execute("DELETE FROM seen WHERE seen_at < ?", (time.time() - RETENTION_SECONDS,))
+def dispatch_key(job_id: UUID, attempt: int) -> str:
+    return f"dispatch:{job_id}:{attempt}"
 
-    def claim(self, job_id: UUID) -> Claim:
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO seen (job_id, state, seen_at) VALUES (?, 'pending', ?)",
-            (str(job_id), time.time()),
-        ).rowcount
-        if inserted:
-            return Claim.NEW
-        row = self._db.execute("SELECT state FROM seen WHERE job_id = ?", (str(job_id),)).fetchone()
-        return Claim(row[0])
 
-    def done(self, job_id: UUID) -> None:
-        self._db.execute("UPDATE seen SET state = 'done' WHERE job_id = ?", (str(job_id),))
+class LedgerAway(RetryableError):
+    """The database did not answer within the hold: hand the delivery back."""
 
-    def release(self, job_id: UUID) -> None:
-        """Forget a claim whose processing failed, so the requeued copy is processed."""
-        self._db.execute("DELETE FROM seen WHERE job_id = ? AND state = 'pending'", (str(job_id),))
 
-    def close(self) -> None:
-        self._db.close()
+class ClaimHeld(RetryableError):
+    """Another delivery still holds the claim after the hold: hand this one back."""
+
+
+class Ledger:
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        lease_seconds: float,
+        hold_seconds: float,
+        retention_days: float,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.owner = owner or f"{socket.gethostname()}/{os.getpid()}/{uuid4().hex[:8]}"
+        self.lease = lease_seconds
+        self.hold = max(hold_seconds, 2 * lease_seconds)
+        self.retention_days = retention_days
+        self.healthy = False
+        self._held: set[str] = set()
+        self._claims = Batcher[str, Seen](self._claim_batch, repeat=Seen.BUSY)
+        self._finishes = Batcher[str, None](self._finish_batch, repeat=None)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- what handlers call ------------------------------------------------------------
+    async def acquire(self, key: str, *, redelivered: bool) -> bool:
+        """True: this delivery processes the work; False: it is a duplicate (drop it)."""
+        deadline = time.monotonic() + self.hold
+        while True:
+            seen = await self._db(lambda: self._claims.submit(key), deadline)
+            if seen in (Seen.NEW, Seen.TAKEN_OVER):
+                self._held.add(key)
+                if seen is Seen.TAKEN_OVER:
+                    log.warning("claim taken over from a lost holder", extra={"key": key})
+                return True
+            if seen is Seen.DONE or not redelivered:
+                return False
+            if time.monotonic() >= deadline:
+                raise ClaimHeld(f"{key} is still held by another delivery")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def finish(self, key: str) -> None:
+        """Record the work as done (held through a database outage, then `LedgerAway`)."""
+        try:
+            await self._db(lambda: self._finishes.submit(key), time.monotonic() + self.hold)
+        finally:
+            self._held.discard(key)
+
+    async def release(self, key: str) -> None:
+        """Give a claim back after the work failed, so the handed-back copy is processed
+        at once. Best effort: if the database is away, the lease runs out instead."""
+        self._held.discard(key)
+        try:
+            await self.store.release([key], self.owner)
+        except Exception:
+            log.warning("could not release a claim; its lease will run out", extra={"key": key})
+
+    async def known(self, key: str) -> bool:
+        return await self._db(lambda: self.store.known(key), time.monotonic() + self.hold)
+
+    def ready(self) -> bool:
+        return self.healthy
+
+    # -- background --------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._renew_forever()),
+            asyncio.create_task(self._purge_forever()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+
+    async def _renew_forever(self) -> None:
+        """Renew the leases of claims in progress; doubles as the readiness probe."""
+        while True:
+            try:
+                await self.store.renew(sorted(self._held), self.owner, self.lease)
+                self.healthy = True
+            except Exception:
+                self._unhealthy()
+            await asyncio.sleep(PROBE_EVERY_SECONDS)
+
+    async def _purge_forever(self) -> None:
+        await asyncio.sleep(random.uniform(0, 10))
+        while True:
+            await self.purge()
+            await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+    async def purge(self) -> int:
+        """Delete rows older than the retention, in small batches; safe on every replica."""
+        total = 0
+        try:
+            while True:
+                deleted = await self.store.purge(
+                    self.retention_days + LIFETIME_MARGIN_DAYS, PURGE_BATCH
+                )
+                total += deleted
+                if deleted < PURGE_BATCH:
+                    return total
+                await asyncio.sleep(0.1)
+        except Exception:
+            log.warning("ledger purge failed; next round will retry", exc_info=True)
+            return total
+
+    # -- plumbing ----------------------------------------------------------------------
+    async def _claim_batch(self, keys: list[str]) -> dict[str, Seen]:
+        return dict(await self.store.claim(keys, self.owner, self.lease))
+
+    async def _finish_batch(self, keys: list[str]) -> dict[str, None]:
+        await self.store.finish(keys, self.owner)
+        return dict.fromkeys(keys)
+
+    async def _db(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential(multiplier=0.1, max=2),
+                stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
+                reraise=True,
+            ):
+                with attempt:
+                    result = await call()
+        except Exception as exc:
+            self._unhealthy()
+            raise LedgerAway(f"de-duplication ledger unavailable: {exc}") from exc
+        self.healthy = True
+        return result
+
+    def _unhealthy(self) -> None:
+        if self.healthy:
+            log.warning("de-duplication ledger unavailable", exc_info=True)
+        self.healthy = False

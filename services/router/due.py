@@ -16,6 +16,7 @@ from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import DeadLetterReason
 from shared.identity import WorkerUsers
 
+from .dedup import Ledger, dispatch_key
 from .intake import routed_event
 
 log = logging.getLogger("hybridq.router.due")
@@ -28,15 +29,24 @@ class DueJobs:
         self,
         bus: Bus,
         cancellations: Cancellations,
+        ledger: Ledger,
         clock: Callable[[], datetime],
         workers: WorkerUsers | None = None,
     ) -> None:
         self.bus = bus
         self.cancellations = cancellations
+        self.ledger = ledger
         self.clock = clock
         self.workers = workers or WorkerUsers()
 
-    async def handle(self, body: bytes, source_queue: str, publisher: str | None = None) -> str:
+    async def handle(
+        self,
+        body: bytes,
+        source_queue: str,
+        publisher: str | None = None,
+        *,
+        redelivered: bool = False,
+    ) -> str:
         """`publisher`: the message's validated `user_id` (kept through the delay tiers)."""
         try:
             job = PlacedJob.model_validate_json(body)
@@ -63,14 +73,27 @@ class DueJobs:
         if remaining >= SHORTEST_TIER_SECONDS:
             await self.bus.delay(job, now)
             return "waiting"
+        # Due: dispatch each (job_id, attempt) once, however often its message arrives.
+        key = dispatch_key(job.job_id, job.attempt)
+        if not await self.ledger.acquire(key, redelivered=redelivered):
+            log.info("duplicate due message: not dispatched again", extra={"key": key})
+            return "duplicate"
+        try:
+            await self._dispatch(job, remaining)
+        except BaseException:
+            await self.ledger.release(key)
+            raise
+        await self.ledger.finish(key)
+        log.info(
+            "dispatched",
+            extra={"job_id": str(job.job_id), "site": job.site.value, "attempt": job.attempt},
+        )
+        return "dispatched"
+
+    async def _dispatch(self, job: PlacedJob, remaining: float) -> None:
         if remaining > 0:  # less than the shortest tier: wait it out here (< 0.1 s)
             await asyncio.sleep(remaining)
         if job.announce:
             await self.bus.event(routed_event(job))
             job = job.model_copy(update={"announce": False})
         await self.bus.dispatch(job)
-        log.info(
-            "dispatched",
-            extra={"job_id": str(job.job_id), "site": job.site.value, "attempt": job.attempt},
-        )
-        return "dispatched"

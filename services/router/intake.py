@@ -21,7 +21,7 @@ from shared.errors import UnprocessableMessage
 from shared.placement.decision import Placement, Refusal, place
 from shared.placement.rules import Rules
 
-from .dedup import Claim, SeenJobs
+from .dedup import Ledger, intake_key
 
 log = logging.getLogger("hybridq.router")
 
@@ -37,13 +37,13 @@ class Intake:
         bus: Bus,
         rules: Rules,
         private_backlog: Callable[[], int],
-        seen: SeenJobs,
+        ledger: Ledger,
         clock: Callable[[], datetime],
     ) -> None:
         self.bus = bus
         self.rules = rules
         self.private_backlog = private_backlog
-        self.seen = seen
+        self.ledger = ledger
         self.clock = clock
 
     async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
@@ -53,16 +53,16 @@ class Intake:
         except UnprocessableMessage as exc:
             await self._unprocessable(body, exc, source_queue)
             return f"dead_lettered:{exc.reason}"
-        claim = self.seen.claim(job.job_id)
-        if claim is Claim.DONE or (claim is Claim.PENDING and not redelivered):
+        key = intake_key(job.job_id)
+        if not await self.ledger.acquire(key, redelivered=redelivered):
             log.info("duplicate job_id: not run again", extra={"job_id": str(job.job_id)})
             return "duplicate"
         try:
             outcome = await self._accept(job)
         except BaseException:
-            self.seen.release(job.job_id)
+            await self.ledger.release(key)
             raise
-        self.seen.done(job.job_id)
+        await self.ledger.finish(key)
         return outcome
 
     async def _accept(self, job: JobSubmitted) -> str:
@@ -115,6 +115,9 @@ class Intake:
     async def _unprocessable(
         self, body: bytes, exc: UnprocessableMessage, source_queue: str
     ) -> None:
+        job_id = UUID(exc.job_id) if exc.job_id is not None else None
+        # Asked before anything is published, so a database outage hands it back cleanly.
+        accepted = job_id is not None and await self.ledger.known(intake_key(job_id))
         await self.bus.dead_letter(
             body,
             reason=exc.reason,
@@ -122,10 +125,11 @@ class Intake:
             detail=exc.detail,
             job_id=exc.job_id,
         )
-        if exc.job_id is None:
+        if job_id is None or accepted:
+            # accepted: a malformed copy of an accepted job is dead-lettered, but it must
+            # not change that job (contract 3.1), so no JobRejected.
             return
         errors = exc.errors if isinstance(exc, InvalidJob) else []
-        job_id = UUID(exc.job_id)
         await self.bus.event(
             JobRejected(
                 event_id=event_id(job_id, "rejected"),

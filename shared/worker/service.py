@@ -13,10 +13,11 @@ from faststream import AckPolicy, FastStream
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
-from shared import topology
+from shared import health, topology
 from shared.bus import Bus, make_broker
 from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.jobs import Site
+from shared.health import broker_check
 from shared.identity import WorkerUsers
 from shared.metrics import serve_metrics
 from shared.service import raw_body, settle, stop_deliveries
@@ -110,6 +111,7 @@ def build(
     subscriber(handle)
     feed = CancellationFeed(broker, runner.bus, cancellations, WorkerUsers.from_settings(settings))
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
+    health.attach(app, {"broker": broker_check(broker)}, settings.health_host, settings.health_port)
 
     beating: list[asyncio.Task[None]] = []
 

@@ -108,7 +108,6 @@ async def test_quorum_work_queues(stack_env: dict[str, str], tmp_path: Path) -> 
         "AMQP_URL": url,
         "WORK_QUEUE_TYPE": "quorum",
         "STATUS_HTTP_PORT": str(free_port()),
-        "ROUTER_STATE_DIR": str(tmp_path / "r"),
     }
     quorum = Stack(env, tmp_path / "logs")
     quorum.start()

@@ -38,7 +38,7 @@ async def test_status_and_worker_first_router_last(
 async def test_ctrl_c_then_sigterm_still_exits_0(stack_env: dict[str, str], tmp_path: Path) -> None:
     """A terminal's Ctrl-C reaches every process, and `make run` then sends SIGTERM too:
     repeated signals during and after the drain must not turn a clean exit into a kill."""
-    stack = Stack({**stack_env, "ROUTER_STATE_DIR": str(tmp_path / "r")}, tmp_path)
+    stack = Stack(stack_env, tmp_path)
     stack.start()
     await asyncio.to_thread(stack.wait_ready)
     await asyncio.sleep(1)  # every service is past start-up and consuming

@@ -234,7 +234,6 @@ async def test_services_run_with_only_their_own_users(
         "PRIVATE_WORKER_USER": f"hybridq-private-worker{suffix}",
         "DATABASE_URL": database_url,
         "STATUS_HTTP_PORT": str(free_port()),
-        "ROUTER_STATE_DIR": str(tmp_path / "router"),
         "AMQP_URL": url(vhost, suffix, "hybridq-operator"),
     }
     per_service = {

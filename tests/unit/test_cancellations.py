@@ -24,6 +24,7 @@ from shared.identity import WorkerUsers
 from shared.placement.rules import load_rules
 from shared.settings import DEFAULT_RULES_FILE, RouterSettings
 from tests.unit.capture import capture
+from tests.unit.fake_ledger import FakeLedgerStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -141,10 +142,11 @@ def placed(site: str) -> bytes:
 
 async def test_due_refuses_a_job_parked_by_another_site_worker(tmp_path: Path) -> None:
     router = build(
-        RouterSettings(ROUTER_STATE_DIR=tmp_path),
+        RouterSettings(),
         rules=load_rules(DEFAULT_RULES_FILE),
         private_backlog=lambda: 0,
         clock=lambda: NOW,
+        ledger_store=FakeLedgerStore(),
     )
     seen = capture(router.broker)
     queue = topology.ROUTER_DUE.name

@@ -155,3 +155,19 @@ def test_rules_config_map_is_a_valid_rules_file(tmp_path: Path) -> None:
     path = tmp_path / "rules.toml"
     path.write_text(rules["data"]["rules.toml"])
     assert load_rules(path) == load_rules(ROOT / "services" / "router" / "rules.toml")
+
+
+def test_router_runs_as_replicas_with_no_state_of_its_own() -> None:
+    docs = k8s_documents()
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    router = deployments["hybridq-router"]["spec"]
+    assert router["replicas"] >= 2
+    assert router["strategy"]["type"] == "RollingUpdate"
+    volumes = router["template"]["spec"]["volumes"]
+    assert all("persistentVolumeClaim" not in v and "emptyDir" not in v for v in volumes)
+    for name in ("hybridq-router", "hybridq-public-worker", "hybridq-private-worker"):
+        [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+    assert "HEALTH_PORT" in _config()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -17,15 +16,19 @@ from shared import topology
 from shared.placement.rules import load_rules
 from shared.settings import DEFAULT_RULES_FILE, RouterSettings
 from tests.unit.capture import Captured, capture
+from tests.unit.fake_ledger import FakeLedgerStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def router(tmp_path: Path) -> Router:
-    settings = RouterSettings(ROUTER_STATE_DIR=tmp_path)
+def router() -> Router:
     return build(
-        settings, rules=load_rules(DEFAULT_RULES_FILE), private_backlog=lambda: 0, clock=lambda: NOW
+        RouterSettings(),
+        rules=load_rules(DEFAULT_RULES_FILE),
+        private_backlog=lambda: 0,
+        clock=lambda: NOW,
+        ledger_store=FakeLedgerStore(),
     )
 
 
@@ -133,3 +136,29 @@ async def test_due_job_is_dispatched_once_its_time_has_come(router: Router) -> N
     assert [b["job_id"] for _, b, _ in seen.dispatched] == [due["job_id"]]
     assert seen.types() == ["JobRouted"]
     assert [(t, b["job_id"]) for t, b in seen.delayed] == [("jobs.delay.1600ms", later["job_id"])]
+
+
+async def test_a_malformed_copy_of_an_accepted_job_is_dead_lettered_without_a_rejection(
+    router: Router,
+) -> None:
+    seen = capture(router.broker)
+    spec = job()
+    async with TestRabbitBroker(router.broker):
+        await publish(router, spec)
+        await publish(router, {**spec, "colour": "red"})  # same job_id, fails the schema
+    assert seen.types() == ["JobSubmitted", "JobRouted"]  # no JobRejected
+    [(_, headers)] = seen.dead_letters
+    assert headers["x-hybridq-reason"] == "schema"
+    assert len(seen.dispatched) == 1
+
+
+async def test_a_duplicated_due_message_dispatches_its_attempt_once(router: Router) -> None:
+    seen = capture(router.broker)
+    first = {**job(), "site": "public", "attempt": 2, "run_at": NOW.isoformat()}
+    retry = {**first, "attempt": 3}
+    async with TestRabbitBroker(router.broker):
+        for body in (first, first, retry, retry, first):
+            await router.broker.publish(
+                json.dumps(body).encode(), exchange=topology.DELAY, routing_key=topology.DUE_KEY
+            )
+    assert [b["attempt"] for _, b, _ in seen.dispatched] == [2, 3]
