@@ -130,6 +130,10 @@ def ending_of(reason: str, source_queue: str | None) -> Ending:
     """Which dead letters end their job's view, and how (contract section 3.1)."""
     if source_queue == topology.STATUS_EVENTS.name or reason == DeadLetterReason.FORBIDDEN:
         return Ending.NONE  # a copy of an event, or a forgery: not the job's own message
+    if reason in UNPROCESSABLE and source_queue == topology.ROUTER_INTAKE.name:
+        # the router decides: its own JobRejected (with the field errors) ends an unknown
+        # job, and a malformed copy of an accepted job must not end anything (section 3.1)
+        return Ending.NONE
     if reason in UNPROCESSABLE:
         return Ending.REJECT
     return Ending.DEAD_LETTER

@@ -150,7 +150,9 @@ async def test_a_broker_dead_letter_with_no_view_yet_still_ends_the_job() -> Non
             None,
             Ending.DEAD_LETTER,
         ),
-        ({REASON_HEADER: "schema"}, "jobs.router.intake", Ending.REJECT),
+        # the router's own JobRejected (with field errors) decides for intake messages
+        ({REASON_HEADER: "schema"}, "jobs.router.intake", Ending.NONE),
+        ({REASON_HEADER: "schema"}, "jobs.router.due", Ending.REJECT),
         ({REASON_HEADER: "schema"}, topology.STATUS_EVENTS.name, Ending.NONE),
         ({REASON_HEADER: "forbidden"}, topology.STATUS_EVENTS.name, Ending.NONE),
         ({REASON_HEADER: "residency"}, "jobs.public", Ending.DEAD_LETTER),
