@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -49,6 +49,8 @@ class Cancellations:
         self._watchers: dict[UUID, list[Callable[[], None]]] = {}
         self._markers: set[str] = set()
         self._caught_up = asyncio.Event()
+        self._barrier: Callable[[], Awaitable[None]] | None = None
+        self._round_trips: dict[str, list[asyncio.Future[None]]] = {}
 
     def cancel(self, job_id: UUID, at: datetime | None = None) -> None:
         """Remember `job_id` as cancelled (at `at`, default now) and stop its attempts."""
@@ -82,14 +84,38 @@ class Cancellations:
         has been applied (see the module docstring); at once when already so."""
         await self._caught_up.wait()
 
+    async def fresh(self) -> None:
+        """Resolve once every cancellation confirmed before this call has been applied.
+
+        A job taken from a work queue a moment after its cancel was confirmed may reach
+        the worker before the cancel reaches it through the stream (two queues, no order
+        between them); the worker calls this before its start check, so a job cancelled
+        before it was taken never starts. Without a feed (in-memory tests): at once."""
+        if self._barrier is not None:
+            await self._barrier()
+
+    def use_barrier(self, barrier: Callable[[], Awaitable[None]]) -> None:
+        self._barrier = barrier
+
     # -- fed by the stream --------------------------------------------------------
     def expect_marker(self, marker: str) -> None:
         self._markers.add(marker)
+
+    def expect_round_trip(self, marker: str, waiters: list[asyncio.Future[None]]) -> None:
+        """`waiters` are released when `marker` is read back from the stream."""
+        self._round_trips[marker] = waiters
+
+    def drop_round_trip(self, marker: str) -> list[asyncio.Future[None]]:
+        """Stop waiting for `marker`; its waiters, not yet released, are returned."""
+        return [w for w in self._round_trips.pop(marker, []) if not w.done()]
 
     def marker_seen(self, marker: str) -> None:
         if marker in self._markers:
             self._markers.clear()
             self._caught_up.set()
+        for waiter in self._round_trips.pop(marker, []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _forget_old(self) -> None:
         horizon = time.time() - REMEMBER_SECONDS
@@ -125,6 +151,9 @@ class CancellationFeed:
         self._queue: AbstractRobustQueue | None = None
         self._tag: str | None = None
         self._sync: asyncio.Task[None] | None = None
+        self._waiting: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._barriers: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the replay (from the first message kept) and the marker round trip.
@@ -141,10 +170,14 @@ class CancellationFeed:
             self._on_message, arguments={"x-stream-offset": "first"}
         )
         self._sync = asyncio.create_task(self._round_trip(), name="cancellations-sync")
+        self._barriers = asyncio.create_task(self.run_barriers(), name="cancellations-barrier")
+        self.cancellations.use_barrier(self.barrier)
 
     async def stop(self) -> None:
         if self._sync is not None:
             self._sync.cancel()
+        if self._barriers is not None:
+            self._barriers.cancel()
         if self._queue is not None and self._tag is not None:
             if not self._queue.channel.is_closed:
                 await self._queue.cancel(self._tag)
@@ -167,6 +200,41 @@ class CancellationFeed:
                 continue
             log.info("cancellations replay caught up")
             return
+
+    async def barrier(self) -> None:
+        """Wait for a sync marker published *after* this call to come back through the
+        stream: every cancellation confirmed before the call is then applied. Callers that
+        arrive while no marker is out share the next one (one round trip per batch)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def run_barriers(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._waiting = self._waiting, []  # every one of them called before...
+            if not batch:
+                continue
+            marker = uuid4().hex
+            self.cancellations.expect_round_trip(marker, batch)
+            try:
+                await self.bus.cancellations_marker(marker)  # ...this publish
+            except Exception:  # broker trouble: the batch waits for the next marker
+                log.warning("barrier marker not published; retrying", exc_info=True)
+                self._waiting = [*self.cancellations.drop_round_trip(marker), *self._waiting]
+                await asyncio.sleep(1)
+                self._wake.set()
+                continue
+            asyncio.get_running_loop().call_later(MARKER_WAIT_SECONDS, self._resend, marker)
+
+    def _resend(self, marker: str) -> None:
+        """A marker not read back in time (a reconnect replays the stream): a new one."""
+        stale = self.cancellations.drop_round_trip(marker)
+        if stale:
+            self._waiting.extend(stale)
+            self._wake.set()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:

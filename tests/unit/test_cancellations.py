@@ -165,3 +165,42 @@ async def test_due_refuses_a_job_parked_by_another_site_worker(tmp_path: Path) -
     assert all("x-hybridq-job-id" not in h for _, h in seen.dead_letters)  # ends no job
     assert [key for key, _, _ in seen.dispatched] == ["public", "private"]
     assert seen.types() == []
+
+
+class _MarkerBus:
+    """Records the sync markers a feed publishes (the stream is simulated by the test)."""
+
+    def __init__(self) -> None:
+        self.markers: list[str] = []
+
+    async def cancellations_marker(self, marker: str) -> None:
+        self.markers.append(marker)
+
+
+async def test_the_start_barrier_waits_for_a_marker_published_after_the_call() -> None:
+    """A job taken just after its cancel was confirmed must not start before the cancel is
+    applied: `fresh()` returns only once a marker published after the call came back."""
+    cancellations, bus = Cancellations(), _MarkerBus()
+    feed = CancellationFeed(None, bus, cancellations)  # type: ignore[arg-type]
+    serving = asyncio.create_task(feed.run_barriers())
+    cancellations.use_barrier(feed.barrier)  # what feed.start() does
+    try:
+        first = asyncio.create_task(cancellations.fresh())
+        await asyncio.sleep(0.01)
+        assert len(bus.markers) == 1
+        assert not first.done()  # published, not read back yet
+        second = asyncio.create_task(cancellations.fresh())  # called after marker 1 went out
+        await asyncio.sleep(0.01)
+        cancellations.marker_seen(bus.markers[0])
+        await asyncio.wait_for(first, 1)
+        assert not second.done()  # marker 1 proves nothing about what came after it
+        assert len(bus.markers) == 2
+        cancellations.cancel(uuid.uuid4())  # the stream delivers a cancel, then marker 2
+        cancellations.marker_seen(bus.markers[1])
+        await asyncio.wait_for(second, 1)
+    finally:
+        serving.cancel()
+
+
+async def test_without_a_feed_the_barrier_is_free() -> None:
+    await asyncio.wait_for(Cancellations().fresh(), 1)
