@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.projection import TERMINAL
+from services.status.schedules.tables import schedule_firings
 from services.status.tables import dead_letters, group_members, job_events, job_groups, jobs, outbox
 
 log = logging.getLogger("hybridq.status.retention")
@@ -26,7 +27,7 @@ async def purge(engine: AsyncEngine, keep: timedelta, now: datetime | None = Non
     """Delete everything older than `keep`, batch by batch; returns rows deleted."""
     cutoff = (now or datetime.now(UTC)) - keep
     total = 0
-    for step in (_jobs, _dead_letters, _outbox, _groups):
+    for step in (_jobs, _dead_letters, _outbox, _groups, _firings):
         while True:
             deleted = await step(engine, cutoff)
             total += deleted
@@ -84,3 +85,18 @@ async def _groups(engine: AsyncEngine, cutoff: datetime) -> int:
             await conn.execute(delete(group_members).where(group_members.c.group_id.in_(ids)))
             await conn.execute(delete(job_groups).where(job_groups.c.group_id.in_(ids)))
         return len(ids)
+
+
+async def _firings(engine: AsyncEngine, cutoff: datetime) -> int:
+    """Published schedule firings (their jobs are gone with the same cutoff); unpublished
+    ones stay until the firer has published them."""
+    async with engine.begin() as conn:
+        old = (
+            select(schedule_firings.c.job_id)
+            .where(schedule_firings.c.published_at < cutoff)
+            .limit(BATCH)
+        )
+        result = await conn.execute(
+            delete(schedule_firings).where(schedule_firings.c.job_id.in_(old))
+        )
+        return result.rowcount or 0

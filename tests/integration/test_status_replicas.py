@@ -16,6 +16,7 @@ from services.status.ingest import Arrival
 from services.status.leader import Leadership
 from services.status.projection import reduce
 from services.status.projector import Projector
+from services.status.schedules.tables import schedule_firings
 from services.status.store import apply_events
 from services.status.tables import dead_letters, job_events, jobs, outbox
 from shared.contracts import events as ev
@@ -139,6 +140,15 @@ async def test_retention_deletes_old_terminal_jobs_and_keeps_the_rest(
             )
         )
         await conn.execute(insert(outbox).values(message_id="m", body=b"{}", sent_at=days_ago))
+        firing = {"schedule_id": uuid.uuid4(), "fire_time": days_ago, "claimed_at": days_ago}
+        await conn.execute(
+            insert(schedule_firings).values(
+                [
+                    {**firing, "job_id": old[0], "body": {}, "published_at": days_ago},
+                    {**firing, "job_id": running, "body": {}, "published_at": None},
+                ]
+            )
+        )
     deleted = await retention.purge(engine, timedelta(days=1))
     assert deleted >= len(old) + 2
     async with engine.connect() as conn:
@@ -158,5 +168,7 @@ async def test_retention_deletes_old_terminal_jobs_and_keeps_the_rest(
             .select_from(outbox)
             .where(outbox.c.sent_at < now - timedelta(days=1))
         )
+        firings_left = set(await conn.scalars(select(schedule_firings.c.job_id)))
     assert left == {running, recent}  # old terminal jobs gone; running and recent kept
     assert (events_left, letters_left, sent_left) == (0, 0, 0)
+    assert firings_left == {running}  # an old published firing goes, an unpublished one stays
