@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from faststream.rabbit import TestRabbitBroker
+from faststream.rabbit.message import RabbitMessage as Delivery
 
 from shared import topology
+from shared.bus import Bus
 from shared.contracts.jobs import Site
 from shared.settings import WorkerSettings
 from shared.worker.builtins import register_builtins
@@ -165,3 +167,35 @@ async def test_unreadable_placed_jobs_are_dead_lettered(body: bytes) -> None:
         await dispatch(w, "private", body)
     [(dead, headers)] = seen.dead_letters
     assert (dead, headers["x-hybridq-reason"]) == (body, "schema")
+
+
+async def test_a_broker_error_hands_the_delivery_back_instead_of_acking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker refusing a publish is not the message's fault: the delivery is handed
+    back (nack, requeue) for another try, never acked (lost) nor dead-lettered."""
+    settled: list[str] = []
+
+    async def nack(self: Delivery, **kwargs: Any) -> None:
+        settled.append(f"nack requeue={kwargs.get('requeue')}")
+
+    async def ack(self: Delivery, **kwargs: Any) -> None:
+        settled.append("ack")
+
+    async def reject(self: Delivery, **kwargs: Any) -> None:
+        settled.append("reject")
+
+    async def broker_away(self: Bus, event: object) -> None:
+        raise ConnectionResetError("broker connection lost")
+
+    async def dead_letter(self: Bus, body: bytes, **kwargs: Any) -> None:
+        settled.append("dead-lettered")
+
+    for name, fake in (("nack", nack), ("ack", ack), ("reject", reject)):
+        monkeypatch.setattr(Delivery, name, fake)
+    monkeypatch.setattr(Bus, "event", broker_away)
+    monkeypatch.setattr(Bus, "dead_letter", dead_letter)
+    w = worker(Site.PRIVATE)  # no capture subscriber: the worker's is the only delivery
+    async with TestRabbitBroker(w.broker):
+        await dispatch(w, "private", placed("private"))
+    assert settled == ["nack requeue=True"]
