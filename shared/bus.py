@@ -141,11 +141,16 @@ class Bus:
         """Hand a placed job to its site's work queue, with the job's priority."""
         await self._publish(_body(job), topology.DISPATCH, job.site.value, priority=job.priority)
 
-    async def delay(self, job: PlacedJob, now: datetime) -> None:
+    async def delay(self, job: PlacedJob, now: datetime, *, same_park: bool = False) -> None:
         """Park a job in the delay tier that fits the time left until `job.run_at`;
-        the router's due-consumer takes it from there."""
+        the router's due-consumer takes it from there. Each parking gets a new `park_id`
+        (the due consumer dispatches each parking once); `same_park`: the due consumer
+        moving a parked job on to its next tier."""
         assert job.run_at is not None
-        tier = topology.tier_for((job.run_at - now).total_seconds())
+        remaining = (job.run_at - now).total_seconds()
+        if not same_park or job.park_id is None:
+            job = job.model_copy(update={"park_id": uuid4()})
+        tier = topology.tier_for(remaining)
         await self._publish(_body(job), topology.DELAY, tier.name, priority=job.priority)
 
     async def dead_letter(

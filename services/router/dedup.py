@@ -4,10 +4,11 @@ The ledger lives in Postgres (see `ledger_store`), shared by every router replic
 guarantee rests on one process's memory or disk. Keys (see `intake_key`, `dispatch_key`):
 
 - `job:<job_id>` -- a JobSubmitted was accepted (placed, dispatched or parked);
-- `dispatch:<job_id>:<attempt>` -- the due consumer dispatched that attempt (a delayed
-  job's first attempt, a retry, a redriven attempt). The attempt is part of the key
-  because each retry is a new message for the same job that must go through, while a
-  duplicated or redelivered copy of one attempt's message must not be dispatched twice.
+- `dispatch:<job_id>:<attempt>:<park_id>` -- the due consumer dispatched that parking of
+  that attempt (a delayed job's first attempt, a retry, a job a busy worker put back).
+  Each parking (`Bus.delay`) gets its own `park_id`, so a new message for the same job
+  goes through, while a duplicated or redelivered copy of one parked message is not
+  dispatched twice.
 
 A key is *claimed* (pending, with a lease in the owner's name) before the work and
 marked *done* once its events and dispatch are confirmed. What a copy of a message does
@@ -67,8 +68,10 @@ def intake_key(job_id: UUID) -> str:
     return f"job:{job_id}"
 
 
-def dispatch_key(job_id: UUID, attempt: int) -> str:
-    return f"dispatch:{job_id}:{attempt}"
+def dispatch_key(job_id: UUID, attempt: int, park_id: UUID | None = None) -> str:
+    """One key per parking of an attempt: a duplicated copy of the parked message is not
+    dispatched twice, the same attempt parked again on purpose is."""
+    return f"dispatch:{job_id}:{attempt}" + (f":{park_id}" if park_id else "")
 
 
 class LedgerAway(RetryableError):

@@ -71,10 +71,10 @@ class DueJobs:
         now = self.clock()
         remaining = (job.run_at - now).total_seconds() if job.run_at else 0.0
         if remaining >= SHORTEST_TIER_SECONDS:
-            await self.bus.delay(job, now)
+            await self.bus.delay(job, now, same_park=True)
             return "waiting"
         # Due: dispatch each (job_id, attempt) once, however often its message arrives.
-        key = dispatch_key(job.job_id, job.attempt)
+        key = dispatch_key(job.job_id, job.attempt, job.park_id)
         if not await self.ledger.acquire(key, redelivered=redelivered):
             log.info("duplicate due message: not dispatched again", extra={"key": key})
             return "duplicate"

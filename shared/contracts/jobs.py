@@ -69,6 +69,9 @@ class PlacedJob(JobSubmitted):
     `attempt` is the attempt this delivery is for; `first_attempt` is where the current
     budget of `max_attempts` started (a redrive opens a fresh budget, numbering goes on).
     `run_at` is the earliest moment the attempt may start (delays and retry backoff).
+    `park_id` names one parking of the job in the delay machinery (`Bus.delay`): copies of
+    that parked message are one dispatch, while the same attempt parked again on purpose
+    (a worker with no free slot, a job that arrived early) is a new one.
     """
 
     site: Site
@@ -78,6 +81,7 @@ class PlacedJob(JobSubmitted):
     first_attempt: Annotated[int, Field(ge=1)] = 1
     run_at: datetime | None = None
     announce: bool = False
+    park_id: UUID | None = None
 
     @property
     def last_attempt(self) -> int:

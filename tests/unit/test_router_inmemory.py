@@ -162,3 +162,20 @@ async def test_a_duplicated_due_message_dispatches_its_attempt_once(router: Rout
                 json.dumps(body).encode(), exchange=topology.DELAY, routing_key=topology.DUE_KEY
             )
     assert [b["attempt"] for _, b, _ in seen.dispatched] == [2, 3]
+
+
+async def test_the_same_attempt_parked_again_on_purpose_is_dispatched_again(
+    router: Router,
+) -> None:
+    """A busy worker puts an attempt back through the delay tiers (a new parking): it must
+    run, while copies of one parked message still dispatch once."""
+    seen = capture(router.broker)
+    parked = {**job(), "site": "private", "attempt": 1, "run_at": NOW.isoformat()}
+    first = {**parked, "park_id": str(uuid.uuid4())}
+    again = {**parked, "park_id": str(uuid.uuid4())}  # put back by a worker: same attempt
+    async with TestRabbitBroker(router.broker):
+        for body in (first, first, again, again):
+            await router.broker.publish(
+                json.dumps(body).encode(), exchange=topology.DELAY, routing_key=topology.DUE_KEY
+            )
+    assert [b["park_id"] for _, b, _ in seen.dispatched] == [first["park_id"], again["park_id"]]
