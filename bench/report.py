@@ -34,6 +34,7 @@ def figures(run: Run) -> dict[str, Any]:
         "own_processes_cpu_ms_per_job": sum(own.values()) / run.n,
         "machine_cpu_ms_per_job": run.watch.machine_ms() / run.n,
         "peak_rss_mb": run.watch.peak_rss_mb(),
+        "broker_messages_per_job": {k: v / run.n for k, v in run.broker.items()},
         "completions_per_bin": _timeline([run.visible[k] - start for k in keys]),
         "latencies_ms": latency,
     }
@@ -66,17 +67,19 @@ def ratios(all_figures: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def table(all_figures: list[dict[str, Any]], load: str) -> str:
     lines = [
         "| system | jobs | jobs/s | latency p50 / p95 / p99 ms | projection lag p99 ms "
-        "| machine CPU ms/job | own processes CPU ms/job |",
-        "|---|---|---|---|---|---|---|",
+        "| machine CPU ms/job | own processes CPU ms/job | broker msgs/job in / out |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in all_figures:
         lat = f["latency_ms"]
         lag = f["projection_lag_p99_ms"]
+        m = f["broker_messages_per_job"]
         lines.append(
             f"| {f['system']} | {f['completed']} | {f['jobs_per_s']:,.0f} "
             f"| {lat[50]:,.0f} / {lat[95]:,.0f} / {lat[99]:,.0f} "
             f"| {'' if lag is None else f'{lag:,.0f}'} "
-            f"| {f['machine_cpu_ms_per_job']:.2f} | {f['own_processes_cpu_ms_per_job']:.2f} |"
+            f"| {f['machine_cpu_ms_per_job']:.2f} | {f['own_processes_cpu_ms_per_job']:.2f} "
+            f"| {m.get('published', 0):.1f} / {m.get('delivered', 0):.1f} |"
         )
     lines += ["", "| system | process | CPU ms/job | peak RSS MB |", "|---|---|---|---|"]
     for f in all_figures:

@@ -50,6 +50,7 @@ class Run:
     watch: Watch
     lag_ms: list[float] = field(default_factory=list)
     config: str = ""
+    broker: dict[str, int] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -121,6 +122,21 @@ class Sandbox:
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         return self
 
+    async def broker_totals(self) -> dict[str, int]:
+        """Messages published into and delivered from this vhost (management statistics,
+        refreshed every few seconds: read until two readings agree)."""
+        url = f"{environment.MANAGEMENT}/api/vhosts/{quote(self.name, safe='')}"
+        last: dict[str, int] = {}
+        for _ in range(6):
+            stats = httpx.get(url, auth=environment.ADMIN, timeout=10).json()
+            m = stats.get("message_stats", {})
+            now = {"published": int(m.get("publish", 0)), "delivered": int(m.get("deliver_get", 0))}
+            if now == last and now["published"]:
+                return now
+            last = now
+            await asyncio.sleep(5.5)  # the statistics interval is 5 s
+        return last
+
     async def __aexit__(self, *exc: object) -> None:
         await self.engine.dispose()
         environment.delete_vhost(self.name)
@@ -179,6 +195,7 @@ async def hybridq(n: int, concurrency: int, profile: Path | None = None) -> Run:
 
                 await _until(done, n)
             watch.stop()
+            totals = await box.broker_totals()
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
             for spy in spies:
@@ -200,6 +217,7 @@ async def hybridq(n: int, concurrency: int, profile: Path | None = None) -> Run:
                 watch,
                 lag_ms=[(r.updated_at - r.finished_at).total_seconds() * 1000 for r in rows],
                 config=f"router + private worker (WORKER_CONCURRENCY={concurrency}) + status",
+                broker=totals,
             )
         finally:
             for spy in spies:
@@ -341,6 +359,7 @@ async def celery(n: int) -> Run:
                 {r.task_id: _epoch(r.date_done) for r in rows},
                 watch,
                 config="1 worker -c 2 prefork, task_track_started, db result backend, prefetch x16",
+                broker=await box.broker_totals(),
             )
         finally:
             _stop(worker)
@@ -422,6 +441,7 @@ async def dramatiq(n: int) -> Run:
                 {r.message_id: _epoch(r.finished_at) for r in rows},
                 watch,
                 config="--processes 2 --threads 4, confirm_delivery, STARTED/SUCCESS rows",
+                broker=await box.broker_totals(),
             )
         finally:
             _stop(worker)
@@ -468,6 +488,7 @@ async def hop(n: int) -> Run:
                 json.loads(received.read_text()),
                 watch,
                 config="aio-pika, persistent + confirmed, prefetch 200, ack each",
+                broker=await box.broker_totals(),
             )
         finally:
             _stop(consumer)
