@@ -27,6 +27,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="hybridq WORKER_CONCURRENCY")
     parser.add_argument("--only", default="hybridq,celery,dramatiq,hop")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-half-rate",
+        action="store_true",
+        help="skip the second hybridq run paced at half its burst rate (projection lag)",
+    )
     args = parser.parse_args()
     chosen = ["hybridq"] if args.profile else args.only.split(",")
     load_before = os.getloadavg()
@@ -36,6 +41,10 @@ def main() -> None:
         if name == "hybridq":
             profile = OUT / "profile" if args.profile else None
             runs.append(asyncio.run(systems.hybridq(args.jobs, args.concurrency, profile)))
+            if not (args.profile or args.no_half_rate):
+                half = report.figures(runs[-1])["jobs_per_s"] / 2
+                print(f"running hybridq paced at {half:.0f} jobs/s...", flush=True)
+                runs.append(asyncio.run(systems.hybridq(args.jobs, args.concurrency, rate=half)))
         elif name == "celery":
             runs.append(asyncio.run(systems.celery(args.jobs)))
         elif name == "dramatiq":

@@ -78,8 +78,10 @@ class Watch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _busy: tuple[float, float] = (0.0, 0.0)
+    _started: float = float("inf")
 
     def start(self) -> None:
+        self._started = time.time()
         self._sample()
         self._busy = (machine_busy_ms(), 0.0)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -106,9 +108,13 @@ class Watch:
                         t = proc.cpu_times()
                         cpu = (t.user + t.system) * 1000
                         rss = proc.memory_info().rss
+                        born = proc.create_time()
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-                entry = seen.setdefault(proc.pid, _Seen(cpu, cpu, rss))
+                # a process started during the run (a new connection's backend, a pool
+                # child) counts from zero, not from when the sampler first saw it
+                first = 0.0 if born >= self._started else cpu
+                entry = seen.setdefault(proc.pid, _Seen(first, cpu, rss))
                 entry.last, entry.rss = cpu, max(entry.rss, rss)
                 peak = max(peak, rss / 2**20)
             self._peak[name] = max(self._peak.get(name, 0.0), peak)

@@ -25,10 +25,14 @@ class Outgoing:
 
 
 async def publish_all(
-    amqp_url: str, exchange: str, messages: list[Outgoing], window: int = 500
+    amqp_url: str,
+    exchange: str,
+    messages: list[Outgoing],
+    window: int = 500,
+    rate: float | None = None,
 ) -> dict[str, float]:
     """Publish every message (mandatory, persistent, confirmed); returns key -> wall time
-    at which its publish was sent."""
+    at which its publish was sent. With `rate`, message i is sent at start + i / rate."""
     sent: dict[str, float] = {}
     connection = await aio_pika.connect(amqp_url)
     async with connection:
@@ -36,7 +40,11 @@ async def publish_all(
         target = await channel.get_exchange(exchange) if exchange else channel.default_exchange
         slots = asyncio.Semaphore(window)
 
-        async def one(m: Outgoing) -> None:
+        start = time.monotonic()
+
+        async def one(i: int, m: Outgoing) -> None:
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             async with slots:
                 sent[m.key] = time.time()
                 await target.publish(
@@ -50,5 +58,5 @@ async def publish_all(
                     mandatory=True,
                 )
 
-        await asyncio.gather(*(one(m) for m in messages))
+        await asyncio.gather(*(one(i, m) for i, m in enumerate(messages)))
     return sent

@@ -143,7 +143,9 @@ class Sandbox:
         environment.drop_database(self.name)
 
 
-async def hybridq(n: int, concurrency: int, profile: Path | None = None) -> Run:
+async def hybridq(
+    n: int, concurrency: int, profile: Path | None = None, rate: float | None = None
+) -> Run:
     """Router + private worker + status as real processes; `noop` jobs published raw."""
     async with Sandbox("hybridq") as box:
         stack = Stack(
@@ -186,7 +188,7 @@ async def hybridq(n: int, concurrency: int, profile: Path | None = None) -> Run:
                     )
                 )
             watch.start()
-            sent = await publish_all(box.amqp_url, "jobs.intake", messages)
+            sent = await publish_all(box.amqp_url, "jobs.intake", messages, rate=rate)
             async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
 
                 async def done() -> bool:
@@ -210,7 +212,7 @@ async def hybridq(n: int, concurrency: int, profile: Path | None = None) -> Run:
                     )
                 ).all()
             return Run(
-                "hybridq",
+                f"hybridq at {rate:.0f}/s" if rate else "hybridq",
                 n,
                 sent,
                 {str(r.job_id): _epoch(r.updated_at) for r in rows},
