@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -39,8 +40,10 @@ async def consume(url: str, n: int, out: str) -> None:
         await queue.consume(on_message)
         print("ready", flush=True)
         await done.wait()
-    with open(out, "w") as f:
+    with open(f"{out}.part", "w") as f:
         json.dump(received, f)
+    os.rename(f"{out}.part", out)
+    await asyncio.to_thread(sys.stdin.readline)  # stay measurable until the bench is done
 
 
 async def publish(url: str, n: int, out: str) -> None:

@@ -79,6 +79,35 @@ class Watch:
     _thread: threading.Thread | None = None
     _busy: tuple[float, float] = (0.0, 0.0)
     _started: float = float("inf")
+    _stopped: float = 0.0
+    background: dict[str, float] = field(default_factory=dict)
+
+    def baseline(self, seconds: float = 4.0) -> None:
+        """Before the run: the busy rate (ms per s) of the machine and of each group while
+        the system under test idles, i.e. what others on this shared machine spend; the
+        report subtracts it from the shared server and whole-machine figures."""
+        before = {n: self._group_cpu(f) for n, f in self.groups.items()}
+        busy, t0 = machine_busy_ms(), time.monotonic()
+        time.sleep(seconds)
+        took = time.monotonic() - t0
+        self.background = {  # a process that ended meanwhile can make a difference < 0
+            n: max(0.0, self._group_cpu(f) - before[n]) / took for n, f in self.groups.items()
+        }
+        self.background["machine"] = max(0.0, machine_busy_ms() - busy) / took
+
+    @staticmethod
+    def _group_cpu(find: Finder) -> float:
+        total = 0.0
+        for proc in find():
+            try:
+                t = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            total += (t.user + t.system) * 1000
+        return total
+
+    def seconds(self) -> float:
+        return self._stopped - self._started
 
     def start(self) -> None:
         self._started = time.time()
@@ -93,6 +122,7 @@ class Watch:
             self._thread.join()
         self._sample()
         self._busy = (self._busy[0], machine_busy_ms())
+        self._stopped = time.time()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -187,6 +187,7 @@ async def hybridq(
                         properties={"content_type": "application/json"},
                     )
                 )
+            await asyncio.to_thread(watch.baseline)
             watch.start()
             sent = await publish_all(box.amqp_url, "jobs.intake", messages, rate=rate)
             async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
@@ -336,6 +337,7 @@ async def celery(n: int) -> Run:
                         },
                     )
                 )
+            await asyncio.to_thread(watch.baseline)
             watch.start()
             sent = await publish_all(box.amqp_url, "", messages)
 
@@ -418,6 +420,7 @@ async def dramatiq(n: int) -> Run:
                         message_id, "private", json.dumps(body).encode(), properties={"priority": 0}
                     )
                 )
+            await asyncio.to_thread(watch.baseline)
             watch.start()
             sent = await publish_all(box.amqp_url, "", messages)
 
@@ -455,10 +458,12 @@ async def hop(n: int) -> Run:
         received, sent_file = box.dir / "received.json", box.dir / "sent.json"
         consumer = subprocess.Popen(
             [sys.executable, "-m", "bench.hop", "consume", box.amqp_url, str(n), str(received)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         try:
             assert consumer.stdout is not None
+            assert consumer.stdin is not None
             await asyncio.to_thread(consumer.stdout.readline)  # "ready"
             publisher = subprocess.Popen(
                 [
@@ -473,16 +478,27 @@ async def hop(n: int) -> Run:
                 stdin=subprocess.PIPE,
             )
             watch = Watch(
-                {"hop publisher": tree(publisher.pid), "hop consumer": tree(consumer.pid), **SHARED}
+                {
+                    "hop publisher": tree(publisher.pid),
+                    "hop consumer": tree(consumer.pid),
+                    **SHARED,
+                }
             )
             await asyncio.sleep(1.5)  # the publisher has imported and waits on stdin
+            await asyncio.to_thread(watch.baseline)
             watch.start()
             assert publisher.stdin is not None
             publisher.stdin.write(b"go\n")
             publisher.stdin.close()
-            await asyncio.to_thread(consumer.wait, max(120, n / 10))
+
+            async def done() -> bool:
+                return received.exists()
+
+            await _until(done, n)
             watch.stop()
+            consumer.stdin.close()
             await asyncio.to_thread(publisher.wait, 30)
+            await asyncio.to_thread(consumer.wait, 30)
             return Run(
                 "bare hop",
                 n,
