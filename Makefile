@@ -33,8 +33,13 @@ generated: install
 	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
 	$(PY) -m devtools.definitions > deploy/rabbitmq/definitions.json
 
-bench: install
-	$(PY) -m bench.throughput
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+# Side by side on throw-away vhosts and databases: hybridq, Celery, Dramatiq, the bare hop.
+bench: install $(VENV)/.bench-installed
+	$(PY) -m bench.compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,18 @@ _VIEW_COLUMNS = [
 ]
 
 
+_INSERT_EVENTS = (
+    insert(job_events)
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(job_events.c.event_id)
+)
+_upsert = insert(jobs)
+_UPSERT_VIEWS = _upsert.on_conflict_do_update(
+    index_elements=["job_id"],
+    set_={c.name: _upsert.excluded[c.name] for c in jobs.columns if c.name != "job_id"},
+)
+
+
 def _stored(row: Any) -> StoredView:
     m = row._mapping
     view = JobView(**{k: m[k] for k in _VIEW_COLUMNS}, key=(m["status_attempt"], m["status_rank"]))
@@ -66,23 +78,21 @@ class PgUnitOfWork:
         return {r.job_id: _stored(r) for r in rows}
 
     async def insert_events(self, events: Sequence[AnyEvent]) -> set[UUID]:
+        # one parameter set per row (executemany, "insertmanyvalues"): the statement is
+        # compiled once and cached, whatever the batch size (a .values(list) is not)
         inserted = await self.conn.execute(
-            insert(job_events)
-            .values(
-                [
-                    {
-                        "event_id": e.event_id,
-                        "job_id": e.job_id,
-                        "type": e.type,
-                        "rank": e.rank,
-                        "occurred_at": e.occurred_at,
-                        "payload": e.model_dump(mode="json"),
-                    }
-                    for e in events
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(job_events.c.event_id)
+            _INSERT_EVENTS,
+            [
+                {
+                    "event_id": e.event_id,
+                    "job_id": e.job_id,
+                    "type": e.type,
+                    "rank": e.rank,
+                    "occurred_at": e.occurred_at,
+                    "payload": e.model_dump(mode="json"),
+                }
+                for e in events
+            ],
         )
         return {r.event_id for r in inserted}
 
@@ -96,14 +106,7 @@ class PgUnitOfWork:
         return history
 
     async def save_views(self, views: Sequence[StoredView]) -> None:
-        rows = [_row(v) for v in views]
-        stmt = insert(jobs).values(rows)
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["job_id"],
-                set_={k: stmt.excluded[k] for k in rows[0] if k != "job_id"},
-            )
-        )
+        await self.conn.execute(_UPSERT_VIEWS, [_row(v) for v in views])
 
     async def insert_dead_letter(self, letter: DeadLetter) -> bool:
         values = asdict(letter)

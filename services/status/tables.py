@@ -69,6 +69,15 @@ jobs = Table(
     ),
 )
 
+job_counts = Table(
+    "job_counts",
+    metadata,
+    Column("site", Text, primary_key=True),  # '' for a job not placed yet
+    Column("status", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+"""Jobs by (site, status), kept exact by triggers on `jobs` (migration 0009): GET /stats."""
+
 job_events = Table(
     "job_events",
     metadata,
