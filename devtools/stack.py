@@ -44,6 +44,7 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     per_service: dict[str, dict[str, str]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    logs: dict[str, list[Path]] = field(default_factory=dict)
     _disks: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -87,13 +88,22 @@ class Stack:
             raise RuntimeError(f"{name} is still running; kill or stop it first")
         self._spawn(name, fresh_disk=True)
 
+    def restart(self, name: str) -> None:
+        """SIGTERM (drain), then start the same process again: a rolling restart."""
+        self.stop(name)
+        self._spawn(name)
+
     def _spawn(self, name: str, *, fresh_disk: bool = False) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         service = service_of(name)
         env = {**os.environ, **self.env, **self.per_service.get(service, {})}
         if "#" in name or fresh_disk:
             env.update(self._own_machine(name))
-        log = (self.log_dir / f"{name}.log").open("ab")
+        incarnations = self.logs.setdefault(name, [])
+        if fresh_disk or not incarnations:  # a plain restart appends to the same log
+            suffix = f".{len(incarnations) + 1}" if incarnations else ""
+            incarnations.append(self.log_dir / f"{name}{suffix}.log")
+        log = incarnations[-1].open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
             env=env,
@@ -108,6 +118,11 @@ class Stack:
         if service_of(name) == "status":
             env["STATUS_HTTP_PORT"] = str(self._port(name))
         return env
+
+    def log_path(self, name: str) -> Path:
+        """The current process's log (a replacement logs to `<name>.<n>.log`; a restart
+        with `start` appends to its predecessor's)."""
+        return self.logs[name][-1]
 
     def pid(self, name: str) -> int:
         return self.processes[name].pid

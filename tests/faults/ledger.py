@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import uuid
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +56,7 @@ class Summary:
     conflicting: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     wrong_outcome: list[str] = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)  # POST /jobs: a 5xx but 503
     ran_twice: int = 0  # completed more than once (at-least-once redelivery: allowed)
     left_in_queues: dict[str, tuple[int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -66,12 +67,14 @@ class Summary:
             f"recovered={self.recovered} terminal={self.terminal} lost={len(self.lost)} "
             f"duplicated={len(self.duplicated)} conflicting={len(self.conflicting)} "
             f"unexpected={len(self.unexpected)} wrong_outcome={len(self.wrong_outcome)} "
-            f"ran_twice={self.ran_twice} left_in_queues={self.left_in_queues or 0}"
+            f"http_5xx={len(self.server_errors)} ran_twice={self.ran_twice} "
+            f"left_in_queues={self.left_in_queues or 0}"
         )
 
     def report(self) -> str:
         parts = [self.line()]
-        for label in ("lost", "duplicated", "conflicting", "unexpected", "wrong_outcome"):
+        labels = ("lost", "duplicated", "conflicting", "unexpected", "wrong_outcome")
+        for label in (*labels, "server_errors"):
             items: list[str] = getattr(self, label)
             if items:
                 parts.append(f"  {label}: " + "; ".join(items[:8]))
@@ -81,7 +84,7 @@ class Summary:
     def problems(self, *, duplicates_allowed: bool = False) -> list[str]:
         found = [
             label
-            for label in ("lost", "conflicting", "unexpected", "wrong_outcome")
+            for label in ("lost", "conflicting", "unexpected", "wrong_outcome", "server_errors")
             if getattr(self, label)
         ]
         if self.duplicated and not duplicates_allowed:
@@ -133,10 +136,15 @@ async def check(
     api: Callable[[], str],
     load: Load,
     queues: Queues,
-    timeout: float = 90,
+    timeout: float = 60,
 ) -> Summary:
     views = await wait_terminal(api, load, timeout)
-    summary = Summary(name, confirmed=len(load.confirmed), indeterminate=len(load.indeterminate))
+    summary = Summary(
+        name,
+        confirmed=len(load.confirmed),
+        indeterminate=len(load.indeterminate),
+        server_errors=load.server_errors,
+    )
     async with httpx.AsyncClient(base_url=api(), timeout=10) as http:
         for job_id in sorted(set(load.confirmed) | set(views)):
             view = views.get(job_id)
@@ -154,10 +162,30 @@ async def check(
             summary.terminal += 1
             history = (await http.get(f"/jobs/{job_id}/events")).raise_for_status().json()
             _judge(summary, job_id, view, history["items"], submitted.expected)
+    if summary.lost:
+        summary.notes += await _dead_letters_of(api(), summary.lost)
     summary.left_in_queues = await drained(queues)
     summary.notes += load.errors[-5:]
     print(summary.report(), flush=True)
     return summary
+
+
+async def _dead_letters_of(api: str, lost: list[str]) -> list[str]:
+    """Where lost jobs went, when a dead letter names them (for the report)."""
+    ids = {entry.split()[0] for entry in lost}
+    found: list[str] = []
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+            page = (await http.get("/dead-letters", params={"limit": 500})).json()
+    except (httpx.HTTPError, ValueError):
+        return found
+    for letter in page.get("items", []):
+        if letter.get("job_id") in ids:
+            found.append(
+                f"lost job {letter['job_id']}: dead letter from {letter['source_queue']}, "
+                f"reason {letter['reason']}"
+            )
+    return found[:10]
 
 
 def _judge(

@@ -55,6 +55,7 @@ class Load:
     indeterminate: dict[str, Submitted] = field(default_factory=dict)
     refused: dict[str, Submitted] = field(default_factory=dict)  # 503 (e.g. disk alarm)
     errors: list[str] = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)  # a 5xx but 503: never allowed
 
     def new_job(self, via: str, rng: random.Random) -> Submitted:
         fields, expected = rng.choice(MIX)
@@ -175,4 +176,7 @@ async def _by_http(load: Load, http: httpx.AsyncClient, api: str, job: Submitted
         load.refused[job.job_id] = job  # told "not accepted"; it may still have gone out
     else:
         load.indeterminate[job.job_id] = job
-        load.errors.append(f"http {job.job_id}: {response.status_code} {response.text[:200]}")
+        problem = f"http {job.job_id}: {response.status_code} {response.text[:200]}"
+        load.errors.append(problem)
+        if response.status_code >= 500:
+            load.server_errors.append(problem)

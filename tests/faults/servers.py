@@ -124,14 +124,29 @@ class PrivatePostgres:
         self.pg_ctl("start -w")
         return self
 
-    def pg_ctl(self, action: str, *, check: bool = True) -> str:
-        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    def pg_ctl(self, action: str, *, check: bool = True, options: str = "") -> str:
+        options = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off {options}"
+        )
         return _as(
             "postgres",
             f"{PG_BIN}/pg_ctl -D {self.base}/data -l {self.base}/server.log "
             f"-o '{options}' {action}",
             check=check,
         )
+
+    def starting_up(self, on: bool) -> None:
+        """Hold the server in the state where it answers every connection with SQLSTATE
+        57P03 (`the database system is not yet accepting connections`, the class of
+        `starting up`): a standby that may not serve reads. `False` puts it back."""
+        signal = self.base / "data" / "standby.signal"
+        self.pg_ctl("stop -m fast")
+        if on:
+            _as("postgres", f"touch {signal}")
+            self.pg_ctl("start -W", options="-c hot_standby=off")
+        else:
+            signal.unlink(missing_ok=True)
+            self.pg_ctl("start -w")
 
     @property
     def admin_dsn(self) -> str:
