@@ -91,16 +91,16 @@ class Stack:
     def restart(self, name: str) -> None:
         """SIGTERM (drain), then start the same process again: a rolling restart."""
         self.stop(name)
-        self._spawn(name)
+        self._spawn(name, new_log=True)
 
-    def _spawn(self, name: str, *, fresh_disk: bool = False) -> None:
+    def _spawn(self, name: str, *, fresh_disk: bool = False, new_log: bool = False) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         service = service_of(name)
         env = {**os.environ, **self.env, **self.per_service.get(service, {})}
         if "#" in name or fresh_disk:
             env.update(self._own_machine(name))
         incarnations = self.logs.setdefault(name, [])
-        if fresh_disk or not incarnations:  # a plain restart appends to the same log
+        if fresh_disk or new_log or not incarnations:  # `start` again appends to the log
             suffix = f".{len(incarnations) + 1}" if incarnations else ""
             incarnations.append(self.log_dir / f"{name}{suffix}.log")
         log = incarnations[-1].open("ab")
@@ -120,8 +120,8 @@ class Stack:
         return env
 
     def log_path(self, name: str) -> Path:
-        """The current process's log (a replacement logs to `<name>.<n>.log`; a restart
-        with `start` appends to its predecessor's)."""
+        """The current process's log: after `replace` or `restart`, `<name>.<n>.log` (a
+        process started again with `start` appends to its predecessor's)."""
         return self.logs[name][-1]
 
     def pid(self, name: str) -> int:
