@@ -25,8 +25,8 @@ from tests.faults.servers import PrivatePostgres, PrivateRabbitMQ
 class FaultSettings(BaseSettings):
     """How big a run is: the short form by default, the long one from the environment."""
 
-    jobs: int = Field(default=40, ge=2, alias="FAULTS_JOBS")
-    seconds: float = Field(default=4.0, gt=0, alias="FAULTS_SECONDS")
+    jobs: int = Field(default=24, ge=2, alias="FAULTS_JOBS")
+    seconds: float = Field(default=3.0, gt=0, alias="FAULTS_SECONDS")
     rounds: int = Field(default=1, ge=1, alias="FAULTS_ROUNDS")
 
 

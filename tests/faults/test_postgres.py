@@ -24,7 +24,7 @@ from tests.faults.load import Load, run_load
 from tests.faults.servers import PrivatePostgres
 
 pytestmark = [pytest.mark.connected, pytest.mark.faults]
-OUTAGE = 5.0  # seconds the database refuses
+OUTAGE = 3.0  # seconds the database refuses
 
 
 @pytest.fixture(scope="module")
