@@ -95,8 +95,11 @@ def teardown(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
-    node = PrivateRabbitMQ(Path(tempfile.mkdtemp(prefix="hybridq-faults-rabbitmq-")))
+def private_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
+    node = PrivateRabbitMQ(
+        Path(tempfile.mkdtemp(prefix="hybridq-faults-rabbitmq-")),
+        keep_logs=tmp_path_factory.mktemp("rabbitmq-node-log"),
+    )
     try:
         yield node.start()
     finally:
@@ -104,8 +107,11 @@ def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
 
 
 @pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="hybridq-faults-postgres-")))
+def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(
+        Path(tempfile.mkdtemp(prefix="hybridq-faults-postgres-")),
+        keep_logs=tmp_path_factory.mktemp("postgres-server-log"),
+    )
     try:
         yield server.start()
     finally:

@@ -43,6 +43,7 @@ class PrivateRabbitMQ:
     """A RabbitMQ node named hybridq-faults-<rand>@localhost, with its own ports and files."""
 
     base: Path
+    keep_logs: Path | None = None  # the node's log is copied here at teardown
     node: str = ""
     amqp_port: int = 0
     management_port: int = 0
@@ -107,6 +108,8 @@ class PrivateRabbitMQ:
     def stop(self) -> None:
         if self.node:
             self.ctl("stop", check=False)
+        if self.keep_logs is not None:
+            shutil.copytree(self.base / "log", self.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -115,6 +118,7 @@ class PrivatePostgres:
     """A Postgres 15 instance initdb'd into a temp folder, on its own port and socket dir."""
 
     base: Path
+    keep_logs: Path | None = None  # the server's log is copied here at teardown
     port: int = 0
 
     def start(self) -> PrivatePostgres:
@@ -163,4 +167,7 @@ class PrivatePostgres:
     def stop(self) -> None:
         if self.port:
             self.pg_ctl("stop -m immediate", check=False)
+        if self.keep_logs is not None and (self.base / "server.log").exists():
+            self.keep_logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.base / "server.log", self.keep_logs)
         shutil.rmtree(self.base, ignore_errors=True)

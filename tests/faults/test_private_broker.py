@@ -4,6 +4,8 @@ the node's app stopped and started under load, and its disk alarm (publishers bl
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,7 +16,7 @@ import pytest
 from devtools.stack import Stack
 from tests.faults.conftest import SIZE, base_env, teardown
 from tests.faults.ledger import check, rabbitmqctl_queues
-from tests.faults.load import Load, run_load
+from tests.faults.load import AmqpPublisher, Load, run_load
 from tests.faults.servers import PrivateRabbitMQ
 
 pytestmark = [pytest.mark.connected, pytest.mark.faults]
@@ -38,9 +40,13 @@ def stack(
 
 
 async def _run(
-    stack: Stack, node: PrivateRabbitMQ, name: str, fault: Callable[[], Awaitable[None]]
+    stack: Stack,
+    node: PrivateRabbitMQ,
+    name: str,
+    fault: Callable[[], Awaitable[None]],
+    load: Load | None = None,
 ) -> None:
-    load = Load()
+    load = load or Load()
     await run_load(load, node.amqp_url, lambda: stack.api, SIZE.jobs, SIZE.seconds, fault)
     await asyncio.to_thread(stack.wait_ready, 60)
     summary = await check(name, lambda: stack.api, load, rabbitmqctl_queues("/", node.node))
@@ -50,13 +56,40 @@ async def _run(
 async def test_stop_app_and_start_app(
     stack: Stack, private_rabbitmq: PrivateRabbitMQ, fault_round: int
 ) -> None:
+    """Also with jobs parked in the delay tiers whose time comes while the node is down:
+    they must still run once it is back."""
+    load = Load()
+
     async def fault() -> None:
         await asyncio.sleep(SIZE.seconds / 3)
+        await _park_delayed_jobs(stack, private_rabbitmq, load)
         await asyncio.to_thread(private_rabbitmq.ctl, "stop_app")
         await asyncio.sleep(3)
         await asyncio.to_thread(private_rabbitmq.ctl, "start_app")
 
-    await _run(stack, private_rabbitmq, "rabbitmq stop_app + start_app", fault)
+    await _run(stack, private_rabbitmq, "rabbitmq stop_app + start_app", fault, load)
+
+
+async def _park_delayed_jobs(stack: Stack, node: PrivateRabbitMQ, load: Load) -> None:
+    """A few confirmed jobs due in 1.5 s, waited for until the router has parked them."""
+    publisher = AmqpPublisher(node.amqp_url)
+    parked = []
+    for i in range(4):
+        job = load.new_job("amqp", random.Random(i))
+        job.body = {"job_id": job.job_id, "job_type": "noop", "delay_seconds": 1.5}
+        job.body["params"] = {"run": load.run}
+        job.expected = "succeeded"
+        await publisher.publish(json.dumps(job.body).encode())
+        load.confirmed[job.job_id] = job
+        parked.append(job.job_id)
+    await publisher.close()
+    async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
+        for job_id in parked:
+            for _ in range(50):
+                view = await http.get(f"/jobs/{job_id}")
+                if view.status_code == 200 and view.json()["status"] == "scheduled":
+                    break
+                await asyncio.sleep(0.1)
 
 
 def _alarm_on(node: PrivateRabbitMQ) -> bool:
