@@ -228,18 +228,19 @@ async def drained(queues: Queues, timeout: float = 30) -> dict[str, tuple[int, i
 
 def rabbitmqctl_queues(vhost: str, node: str | None = None) -> Queues:
     """Exact ready/unacked counts from `rabbitmqctl list_queues` (read-only; the management
-    API's figures are sampled every 5 s)."""
+    API's figures are sampled every 5 s). Streams are logs that keep what they hold (the
+    cancellation stream), not work left undone: they are not counted."""
 
     def read() -> dict[str, tuple[int, int]]:
         command = ["rabbitmqctl", *(["-n", node] if node else [])]
-        command += ["list_queues", "-p", vhost, "name", "messages_ready"]
+        command += ["list_queues", "-p", vhost, "name", "type", "messages_ready"]
         command += ["messages_unacknowledged", "-q", "--no-table-headers"]
         out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
         counts: dict[str, tuple[int, int]] = {}
         for row in out.stdout.splitlines():
             parts = row.split()
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                counts[parts[0]] = (int(parts[1]), int(parts[2]))
+            if len(parts) == 4 and parts[1] != "stream" and (parts[2] + parts[3]).isdigit():
+                counts[parts[0]] = (int(parts[2]), int(parts[3]))
         return counts
 
     return read
