@@ -5,6 +5,7 @@ proxy of our own that cuts or stalls the services' connections past the heartbea
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from urllib.parse import quote
 
@@ -52,9 +53,15 @@ def stack(
 
 
 def close_vhost_connections(vhost: str) -> int:
-    """What `rabbitmqctl close_all_connections` does, for one vhost only."""
+    """What `rabbitmqctl close_all_connections` does, for one vhost only. The management
+    API lists a connection only once its statistics have been emitted (every few
+    seconds), so the list is read until it names some."""
     with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN, timeout=30) as http:
-        connections = http.get(f"/api/vhosts/{quote(vhost, safe='')}/connections").json()
+        for _ in range(40):
+            connections = http.get(f"/api/vhosts/{quote(vhost, safe='')}/connections").json()
+            if connections:
+                break
+            time.sleep(0.25)
         for connection in connections:
             http.delete(
                 f"/api/connections/{quote(connection['name'], safe='')}",
