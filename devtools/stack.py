@@ -74,7 +74,8 @@ class Stack:
         )
 
     def start(self, *names: str, replicas: int | None = None) -> None:
-        """Start each named service (default: all four) once, or as `replicas` replicas."""
+        """Start each named process (default: the four services) once -- `router#2` is a
+        replica of `router` -- or each named service as `replicas` replicas."""
         for service in names or SERVICES:
             if replicas is None:
                 self._spawn(service)
@@ -99,6 +100,8 @@ class Stack:
         env = {**os.environ, **self.env, **self.per_service.get(service, {})}
         if "#" in name or fresh_disk:
             env.update(self._own_machine(name))
+        if name != service:  # a replica's own entry, on top of its service's
+            env.update(self.per_service.get(name, {}))
         incarnations = self.logs.setdefault(name, [])
         if fresh_disk or new_log or not incarnations:  # `start` again appends to the log
             suffix = f".{len(incarnations) + 1}" if incarnations else ""
