@@ -127,7 +127,7 @@ async def wait_terminal(
         waiting = set(load.confirmed) | set(views)
         if all(views.get(j, {}).get("status") in TERMINAL for j in waiting):
             return views
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.5)
     return views
 
 

@@ -64,7 +64,7 @@ async def test_stop_app_and_start_app(
         await asyncio.sleep(SIZE.seconds / 3)
         await _park_delayed_jobs(stack, private_rabbitmq, load)
         await asyncio.to_thread(private_rabbitmq.ctl, "stop_app")
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)  # the parked jobs come due while the node is down
         await asyncio.to_thread(private_rabbitmq.ctl, "start_app")
 
     await _run(stack, private_rabbitmq, "rabbitmq stop_app + start_app", fault, load)
