@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: run test test-unit test-connected lint install generated bench clean
+.PHONY: run test test-unit test-connected test-faults lint install generated bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ test: install lint
 
 test-unit: install
 	$(PY) -m pytest -q -m "not connected"
+
+# The fault suite (tests/faults) runs short inside `make test`; this is its long form.
+# Size: FAULTS_JOBS (jobs per scenario), FAULTS_SECONDS (load duration), FAULTS_ROUNDS.
+FAULTS_JOBS    ?= 300
+FAULTS_SECONDS ?= 20
+FAULTS_ROUNDS  ?= 3
+test-faults: install
+	$(PY) -m devtools.preflight
+	FAULTS_JOBS=$(FAULTS_JOBS) FAULTS_SECONDS=$(FAULTS_SECONDS) FAULTS_ROUNDS=$(FAULTS_ROUNDS) \
+		$(PY) -m pytest -q -s -m faults tests/faults
 
 lint: install
 	$(VENV)/bin/ruff check .

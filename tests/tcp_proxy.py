@@ -1,4 +1,10 @@
-"""A TCP proxy a test can cut and restore, to take a server away from a process under test."""
+"""A TCP proxy a test can cut, stall and restore, to take a server away from a process.
+
+`cut` drops every connection and refuses new ones (a crashed server, a reset).
+`stall` stops forwarding in both directions without closing anything (a dead network
+path: packets vanish, no RST, no FIN): only heartbeats or timeouts notice it. New
+connections made while stalled are accepted and stall too. `restore` ends either.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ class TcpProxy:
         self.enabled = True
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
+        self._flowing: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -29,6 +36,8 @@ class TcpProxy:
         self._loop.run_forever()
 
     async def _serve(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         await asyncio.start_server(self._handle, "127.0.0.1", self.listen_port)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -44,8 +53,14 @@ class TcpProxy:
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
         with contextlib.suppress(OSError, ConnectionError):
-            while data := await reader.read(65536):
+            while True:
+                await self._flowing.wait()  # stalled: read nothing, forward nothing
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._flowing.wait()  # stalled while reading: hold the bytes
                 writer.write(data)
                 await writer.drain()
         writer.close()
@@ -62,8 +77,21 @@ class TcpProxy:
 
         self._loop.call_soon_threadsafe(drop)
 
+    def stall(self) -> None:
+        """Stop forwarding without closing: the connections hang until heartbeats notice."""
+        assert self._flowing is not None
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
     def restore(self) -> None:
-        self._loop.call_soon_threadsafe(setattr, self, "enabled", True)
+        """Accept and forward again (after `cut` or `stall`)."""
+        assert self._flowing is not None
+
+        def resume() -> None:
+            self.enabled = True
+            assert self._flowing is not None
+            self._flowing.set()
+
+        self._loop.call_soon_threadsafe(resume)
 
     def stop(self) -> None:
         self.cut()
