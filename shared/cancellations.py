@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.schemas import Channel
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from shared import topology
 from shared.bus import Bus
@@ -39,6 +40,7 @@ REMEMBER_SECONDS = 30 * 24 * 3600  # = topology.CANCELLATIONS_MAX_AGE: what a re
 MAX_REMEMBERED = 250_000  # ~40 MB; beyond it the oldest are forgotten (logged)
 STREAM_PREFETCH = 500  # a stream consumer needs a prefetch; this one sets replay speed
 MARKER_WAIT_SECONDS = 15.0  # not read back by then: publish another marker
+STREAM_START_SECONDS = 60.0  # how long start-up waits for a stream still coming up
 
 
 class Cancellations:
@@ -160,6 +162,21 @@ class CancellationFeed:
         Call after the topology is declared; then await `cancellations.caught_up()`."""
         # a queue object of its own (no arguments: passive) so the declarer opens it on
         # the stream's own channel, whose prefetch a stream consumer requires
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=2),
+            stop=stop_after_delay(STREAM_START_SECONDS),
+            reraise=True,
+        ):
+            with attempt:
+                await self._consume()
+        self._sync = asyncio.create_task(self._round_trip(), name="cancellations-sync")
+        self._barriers = asyncio.create_task(self.run_barriers(), name="cancellations-barrier")
+        self.cancellations.use_barrier(self.barrier)
+
+    async def _consume(self) -> None:
+        """Consume the stream from its first message. Just after a fresh broker declared
+        it, a stream can still be starting (`stream_not_found`, the channel or even the
+        connection closed): transient, `start` tries again."""
         queue = RabbitQueue(topology.CANCELLATIONS.name, declare=False)
         self._queue = await self.broker.config.declarer.declare_queue(
             queue, channel=Channel(prefetch_count=STREAM_PREFETCH)
@@ -169,9 +186,6 @@ class CancellationFeed:
         self._tag = await self._queue.consume(
             self._on_message, arguments={"x-stream-offset": "first"}
         )
-        self._sync = asyncio.create_task(self._round_trip(), name="cancellations-sync")
-        self._barriers = asyncio.create_task(self.run_barriers(), name="cancellations-barrier")
-        self.cancellations.use_barrier(self.barrier)
 
     async def stop(self) -> None:
         if self._sync is not None:

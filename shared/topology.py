@@ -141,13 +141,21 @@ class DelayTier:
 
     @property
     def queue(self) -> RabbitQueue:
-        return _classic(
+        """A quorum queue whatever WORK_QUEUE_TYPE says: an expired message moves on to
+        `jobs.router.due` with *at-least-once* dead-lettering (only quorum queues offer it;
+        it needs `x-overflow: reject-publish`), so a message that expires while the broker
+        restarts -- before `jobs.router.due` has a leader again -- waits in its tier
+        instead of being dropped (a classic queue's dead-lettering is at-most-once)."""
+        return _quorum(
             self.name,
             routing_key=self.name,
             **{
                 "x-message-ttl": self.ttl_ms,
                 "x-dead-letter-exchange": DELAY.name,
                 "x-dead-letter-routing-key": DUE_KEY,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+                "x-delivery-limit": INTAKE_DELIVERY_LIMIT,
             },
         )
 

@@ -29,10 +29,13 @@ def test_tiers_cover_seven_days_with_unique_names() -> None:
     assert sum(t.ttl_ms for t in topology.DELAY_TIERS) / 1000 > 604_800
     queue = topology.DELAY_TIERS[3].queue
     assert queue.arguments == {
-        "x-queue-type": "classic",
+        "x-queue-type": "quorum",  # at-least-once dead-lettering into jobs.router.due
         "x-message-ttl": 800,
         "x-dead-letter-exchange": "jobs.delay",
         "x-dead-letter-routing-key": "due",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+        "x-delivery-limit": 5,
     }
 
 
