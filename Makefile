@@ -18,7 +18,7 @@ run: install
 
 test: install lint
 	$(PY) -m devtools.preflight
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-unit: install
 	$(PY) -m pytest -q -m "not connected"
