@@ -12,6 +12,7 @@ from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
 from shared import topology
+from shared.connection import FailoverBroker
 from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import (
@@ -28,8 +29,9 @@ log = logging.getLogger("hybridq.bus")
 
 
 def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0) -> RabbitBroker:
-    """A broker whose channels confirm publishes and bound unacked deliveries."""
-    return RabbitBroker(
+    """A broker whose channels confirm publishes and bound unacked deliveries; `amqp_url`
+    may name several cluster nodes (shared/connection.py)."""
+    return FailoverBroker(
         amqp_url,
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
         graceful_timeout=graceful_timeout,

@@ -59,15 +59,16 @@ def build(
     intake = Intake(bus, rules, backlog, seen, clock)
     due = DueJobs(bus, cancellations, clock)
 
+    kind = settings.work_queue_type
     intake_subscriber = broker.subscriber(
-        topology.ROUTER_INTAKE,
+        topology.for_kind(topology.ROUTER_INTAKE, kind),
         topology.INTAKE,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="router.intake",
     )
     due_subscriber = broker.subscriber(
-        topology.ROUTER_DUE,
+        topology.for_kind(topology.ROUTER_DUE, kind),
         topology.DELAY,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,

@@ -53,7 +53,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
-        subscribe(broker, bus, projector, engine)
+        subscribe(broker, bus, projector, engine, settings.work_queue_type)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))

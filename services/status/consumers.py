@@ -35,9 +35,15 @@ from shared.service import raw_body
 log = logging.getLogger("hybridq.status.consumers")
 
 
-def subscribe(broker: RabbitBroker, bus: Bus, projector: Projector, engine: AsyncEngine) -> None:
+def subscribe(
+    broker: RabbitBroker,
+    bus: Bus,
+    projector: Projector,
+    engine: AsyncEngine,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+) -> None:
     @broker.subscriber(
-        topology.STATUS_EVENTS,
+        topology.for_kind(topology.STATUS_EVENTS, kind),
         topology.EVENTS,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
@@ -72,7 +78,7 @@ def subscribe(broker: RabbitBroker, bus: Bus, projector: Projector, engine: Asyn
             await msg.ack()
 
     @broker.subscriber(
-        topology.STATUS_DEAD_LETTERS,
+        topology.for_kind(topology.STATUS_DEAD_LETTERS, kind),
         topology.DEAD_LETTER_EXCHANGE,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
