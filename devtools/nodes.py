@@ -94,7 +94,10 @@ def _write_files(n: Node, plugins: Sequence[str]) -> dict[str, str]:
 
 
 def start(n: Node, plugins: Sequence[str] = PLUGINS, timeout: float = 180) -> None:
-    """Start a fresh node and wait until it and its management API answer."""
+    """Start a fresh node and wait until it and its management API answer (a node left
+    running under the same name by an interrupted run is stopped first)."""
+    if _pings(n):
+        n.ctl("stop", check=False)
     env = {**os.environ, **_write_files(n, plugins)}
     subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, capture_output=True)
     deadline = time.monotonic() + timeout
