@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -61,6 +62,14 @@ class Node:
                 f"rabbitmqctl -n {self.nodename} {' '.join(args)}: {result.stderr or result.stdout}"
             )
         return result.stdout
+
+
+def scratch_dir(prefix: str = "hybridq-nodes-") -> Path:
+    """A folder for node data that the `rabbitmq` user can reach (pytest's own temporary
+    folders are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
 
 
 def node(name: str, port: int, base: Path) -> Node:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +20,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[nodes.Nod
     if shared.clustered:
         yield list(shared.nodes)
         return
-    base: Path = tmp_path_factory.mktemp("cluster")
+    base = nodes.scratch_dir()
     started = nodes.start_cluster(base, 3, OWN_CLUSTER_FIRST_PORT)
     try:
         yield started
     finally:
         nodes.stop_cluster(base)
+        shutil.rmtree(base, ignore_errors=True)
