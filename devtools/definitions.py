@@ -1,12 +1,18 @@
 """Generate deploy/rabbitmq/definitions.json from the topology module.
 
 Permissions are derived from what each service declares, binds, consumes and publishes:
-  configure  what it declares (so start order does not matter on a fresh vhost)
+  configure  what it may declare (and so delete): the router and the status service
+             declare the whole topology they use; a worker owns only its work queue and
+             checks the rest exists (shared/topology.py `declare`)
   write      exchanges it publishes to, and queues it binds (binding needs write on them)
   read       queues it consumes, and exchanges it binds queues to
-So the public worker can read `jobs.public` but not `jobs.private`, and only the router
-reads `jobs.router.intake`. Users carry no password: set one per user at deploy time
-(deploy/rabbitmq/apply.py, or `rabbitmqctl change_password`).
+  topic      on the topic exchanges it writes to, the routing keys it may use: a worker
+             publishes only what a worker reports (shared/identity.py) and dispatches only
+             to its own site; nobody but the status service publishes `job.cancelled`
+So the public worker can read `jobs.public` but not `jobs.private`, cannot delete or bind
+`jobs.private`, and only the router reads `jobs.router.intake`. Nobody may write to the
+default exchange (`amq.default`). Users carry no password: set one per user at deploy
+time (deploy/rabbitmq/apply.py, or `rabbitmqctl change_password`).
 
 `python -m devtools.definitions > deploy/rabbitmq/definitions.json`
 """
@@ -15,80 +21,116 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from faststream.rabbit import RabbitExchange, RabbitQueue
+from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 
-from shared import topology
+from shared import identity, topology
+from shared.contracts.events import Event
 from shared.contracts.jobs import Site
 
 VHOST = "hybridq"
-ALL_PUBLISHED = (topology.EVENTS, topology.DISPATCH, topology.DELAY, topology.DEAD_LETTER_EXCHANGE)
+ANY_KEY: tuple[str, ...] = ()
+WORKER_MESSAGE_KEYS = ("worker.heartbeat", "worker.lease", "worker.released")
+"""Worker heartbeats and attempt leases (`worker.*` on `jobs.events`)."""
+
+
+def _keys(events: Iterable[type[Event]], *more: str) -> tuple[str, ...]:
+    return (*(e.routing_key for e in events), *more)
 
 
 @dataclass(frozen=True)
 class ServiceAccess:
     user: str
-    cancel_queue_prefix: str | None
-    bindings: tuple[topology.Binding, ...]
+    configures: frozenset[str]
+    binds: tuple[topology.Binding, ...]
     consumes: tuple[RabbitQueue, ...]
-    publishes: tuple[RabbitExchange, ...]
+    publishes: Mapping[RabbitExchange, tuple[str, ...]] = field(default_factory=dict)
+    """Exchange -> the routing keys it may use there (ANY_KEY: not limited)."""
 
 
-def _work(site: Site) -> RabbitQueue:
-    return topology.work_queue(site)
+def _names(bindings: Iterable[topology.Binding]) -> frozenset[str]:
+    return frozenset({e.name for e in topology.BASE_EXCHANGES} | {q.name for q, _ in bindings})
 
 
+def _worker(site: Site, user: str) -> ServiceAccess:
+    queue = topology.work_queue(site)
+    return ServiceAccess(
+        user,
+        frozenset({queue.name}),
+        ((queue, topology.DISPATCH),),
+        (queue, topology.CANCELLATIONS),
+        {
+            topology.EVENTS: _keys(
+                identity.WORKER_EVENTS, *WORKER_MESSAGE_KEYS, topology.CANCELLATIONS_SYNC_KEY
+            ),
+            topology.DISPATCH: (site.value,),  # a job handed back on shutdown
+            topology.DELAY: ANY_KEY,  # retries; the router checks whose site (user_id)
+            topology.DEAD_LETTER_EXCHANGE: ANY_KEY,
+            topology.INTAKE: (topology.SUBMITTED_KEY,),  # child jobs, placed by the router
+        },
+    )
+
+
+SITES = (Site.PUBLIC.value, Site.PRIVATE.value)
 SERVICES = (
     ServiceAccess(
         "hybridq-router",
-        topology.cancel_queue_prefix("router"),
+        _names(topology.router_bindings()),
         topology.router_bindings(),
-        (topology.ROUTER_INTAKE, topology.ROUTER_DUE),
-        ALL_PUBLISHED,
+        (topology.ROUTER_INTAKE, topology.ROUTER_DUE, topology.CANCELLATIONS),
+        {
+            topology.EVENTS: _keys(identity.ROUTER_EVENTS, topology.CANCELLATIONS_SYNC_KEY),
+            topology.DISPATCH: SITES,
+            topology.DELAY: ANY_KEY,
+            topology.DEAD_LETTER_EXCHANGE: ANY_KEY,
+        },
     ),
-    ServiceAccess(
-        "hybridq-public-worker",
-        topology.cancel_queue_prefix("public-worker"),
-        topology.worker_bindings(),
-        (_work(Site.PUBLIC),),
-        ALL_PUBLISHED,
-    ),
-    ServiceAccess(
-        "hybridq-private-worker",
-        topology.cancel_queue_prefix("private-worker"),
-        topology.worker_bindings(),
-        (_work(Site.PRIVATE),),
-        ALL_PUBLISHED,
-    ),
+    _worker(Site.PUBLIC, identity.PUBLIC_WORKER_USER),
+    _worker(Site.PRIVATE, identity.PRIVATE_WORKER_USER),
     ServiceAccess(
         "hybridq-status",
-        None,
+        _names(topology.status_bindings()),
         topology.status_bindings(),
-        (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS),
-        (topology.INTAKE, *ALL_PUBLISHED),
+        (
+            topology.STATUS_EVENTS,
+            topology.STATUS_DEAD_LETTERS,
+            topology.STATUS_WORKERS,
+            topology.STATUS_GROUPS[0],
+        ),
+        {
+            topology.INTAKE: (topology.SUBMITTED_KEY,),
+            topology.EVENTS: _keys(identity.STATUS_EVENTS),
+            topology.DISPATCH: SITES,  # redrive
+            topology.DELAY: ANY_KEY,
+            topology.DEAD_LETTER_EXCHANGE: ANY_KEY,
+        },
     ),
 )
 
 
-def _regex(names: Iterable[str], prefixes: Iterable[str | None] = ()) -> str:
+def _regex(names: Iterable[str]) -> str:
     parts = sorted({re.escape(n) for n in names})
-    parts += [re.escape(p) + ".*" for p in prefixes if p]
     return "^(" + "|".join(parts) + ")$" if parts else "^$"
 
 
 def permissions(service: ServiceAccess) -> dict[str, str]:
-    queues = {q.name for q, _ in service.bindings}
-    bound_to = {e.name for _, e in service.bindings}
-    cancel = [service.cancel_queue_prefix]
-    listens = {topology.EVENTS.name} if service.cancel_queue_prefix else set()
     return {
-        "configure": _regex({e.name for e in topology.BASE_EXCHANGES} | queues, cancel),
-        "write": _regex({e.name for e in service.publishes} | queues, cancel),
-        "read": _regex({q.name for q in service.consumes} | bound_to | listens, cancel),
+        "configure": _regex(service.configures),
+        "write": _regex({e.name for e in service.publishes} | {q.name for q, _ in service.binds}),
+        "read": _regex({q.name for q in service.consumes} | {e.name for _, e in service.binds}),
     }
+
+
+def topic_permissions(service: ServiceAccess) -> list[dict[str, str]]:
+    """Routing keys per topic exchange (RabbitMQ checks them on topic exchanges only)."""
+    return [
+        {"exchange": exchange.name, "write": _regex(keys), "read": ".*"}
+        for exchange, keys in sorted(service.publishes.items(), key=lambda item: item[0].name)
+        if keys and exchange.type is ExchangeType.TOPIC
+    ]
 
 
 def _arguments(queue: RabbitQueue) -> dict[str, Any]:
@@ -127,6 +169,11 @@ def definitions() -> dict[str, Any]:
                 "write": ".*",
                 "read": ".*",
             }
+        ],
+        "topic_permissions": [
+            {"user": s.user, "vhost": VHOST, **topic}
+            for s in SERVICES
+            for topic in topic_permissions(s)
         ],
         "policies": [
             {

@@ -16,12 +16,16 @@ from devtools.stack import Stack
 
 VHOST = "hybridq"
 DATABASE = "hybridq"
+# the example handler package (README, "Your own job types") and the rules listing its types
+EXAMPLE_HANDLERS = "examples.thumbnails.handlers"
+EXAMPLE_RULES = "examples/thumbnails/rules.toml"
 DEMO_JOBS = [
     {"job_type": "noop"},
     {"job_type": "8k_transcode", "params": {"work_ms": 200}},
     {"job_type": "sleep", "params": {"seconds": 1}, "data_classification": "confidential"},
     {"job_type": "flaky", "params": {"fail_times": 1}, "target_cloud": "public"},
     {"job_type": "noop", "delay_seconds": 2},
+    {"job_type": "thumbnail_batch", "params": {"sizes": [64, 128]}},
 ]
 TERMINAL = {"rejected", "succeeded", "dead_lettered", "cancelled"}
 
@@ -33,6 +37,8 @@ def main() -> int:
         "AMQP_URL": os.environ.get("AMQP_URL") or create_vhost(VHOST),
         "DATABASE_URL": os.environ.get("DATABASE_URL") or create_database(DATABASE),
         "ROUTER_STATE_DIR": "var/router",
+        "HYBRIDQ_HANDLERS": os.environ.get("HYBRIDQ_HANDLERS") or EXAMPLE_HANDLERS,
+        "ROUTING_RULES": os.environ.get("ROUTING_RULES") or EXAMPLE_RULES,
     }
     stack = Stack(env, Path("var/log"))
     print("migrating the status database ...")
@@ -52,6 +58,7 @@ def main() -> int:
         print(
             f"""
 hybridq is running (logs in var/log/):
+  dashboard      {stack.api}/ui
   API            {stack.api}            (OpenAPI docs: {stack.api}/docs)
   metrics        {stack.api}/metrics
   RabbitMQ UI    http://127.0.0.1:15672/#/queues  (guest/guest, vhost '{VHOST}')
@@ -87,11 +94,11 @@ def demo(api: str) -> None:
             if len(views) == len(ids) and all(v["status"] in TERMINAL for v in views.values()):
                 break
             time.sleep(0.3)
-    print(f"\n{'job_id':36}  {'job_type':12}  {'site':7}  {'rule':9}  {'tries':5}  status")
+    print(f"\n{'job_id':36}  {'job_type':15}  {'site':7}  {'rule':9}  {'tries':5}  status")
     for job_id in ids:
         v = views.get(job_id, {})
         print(
-            f"{job_id:36}  {v.get('job_type')!s:12}  {v.get('site')!s:7}  "
+            f"{job_id:36}  {v.get('job_type')!s:15}  {v.get('site')!s:7}  "
             f"{v.get('rule')!s:9}  {v.get('attempts')!s:5}  {v.get('status', 'unknown')}"
         )
 

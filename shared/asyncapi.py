@@ -10,8 +10,9 @@ from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
 from shared import topology
-from shared.contracts.events import EVENT_TYPES
+from shared.contracts.events import EVENT_TYPES, JobCancelled
 from shared.contracts.jobs import JobSubmitted, PlacedJob, Site
+from shared.contracts.workers import AttemptLeased, AttemptReleased, WorkerHeartbeat
 
 DESCRIPTION = """\
 hybridq: a hybrid-cloud job scheduler over RabbitMQ. Clients publish JobSubmitted to
@@ -40,6 +41,14 @@ def build() -> AsyncAPI:
             title=f"{topology.EVENTS.name}:{event.routing_key}",
             description=(event.__doc__ or event.__name__).strip(),
         )
+    for message in (WorkerHeartbeat, AttemptLeased, AttemptReleased):
+        broker.publisher(
+            exchange=topology.EVENTS,
+            routing_key=message.routing_key,
+            schema=message,
+            title=f"{topology.EVENTS.name}:{message.routing_key}",
+            description=(message.__doc__ or message.__name__).strip(),
+        )
     for site in Site:
         queue = topology.work_queue(site)
         broker.publisher(
@@ -59,6 +68,20 @@ def build() -> AsyncAPI:
             title=f"{queue.name}:consume",
             description=f"The {site.value} worker's queue.",
         )(run)
+
+    async def follow(event: JobCancelled) -> None:
+        """Every router and worker replays the cancellations kept, then follows them."""
+
+    broker.subscriber(
+        topology.CANCELLATIONS,
+        topology.EVENTS,
+        title=f"{topology.CANCELLATIONS.name}:consume",
+        description=(
+            "A stream of `job.cancelled` events (kept "
+            f"{topology.CANCELLATIONS_MAX_AGE}), replayed from the first at every start; "
+            f"also holds `{topology.CANCELLATIONS_SYNC_KEY}` markers."
+        ),
+    )(follow)
 
     async def keep(body: bytes) -> None:
         """Dead letters wait here for operators; the status service keeps a copy."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
+from faststream import BaseMiddleware
 from faststream.rabbit import RabbitBroker, RabbitExchange
+from faststream.rabbit.response import RabbitPublishCommand
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
@@ -15,6 +20,7 @@ from shared import topology
 from shared.connection import FailoverBroker
 from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
+from shared.contracts.workers import WorkerMessage
 from shared.dead_letters import (
     DEAD_LETTER_ID_HEADER,
     DEAD_LETTERED_AT_HEADER,
@@ -28,11 +34,31 @@ JSON = "application/json"
 log = logging.getLogger("hybridq.bus")
 
 
+def broker_user(amqp_url: str) -> str:
+    """The user a service connects as (the first URL's; all name the same user)."""
+    return unquote(urlsplit(amqp_url.split(",")[0].strip()).username or "guest")
+
+
+def _stamp_user(user: str) -> type[BaseMiddleware]:
+    """Middleware that sets `user_id` on every publish: RabbitMQ refuses a message whose
+    `user_id` is not the connection's user, so consumers can trust who published it."""
+
+    class StampUser(BaseMiddleware):
+        async def publish_scope(self, call_next: Callable[[Any], Awaitable[Any]], cmd: Any) -> Any:
+            if isinstance(cmd, RabbitPublishCommand):
+                cmd.message_options["user_id"] = user
+            return await call_next(cmd)
+
+    return StampUser
+
+
 def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0) -> RabbitBroker:
-    """A broker whose channels confirm publishes and bound unacked deliveries; `amqp_url`
-    may name several cluster nodes (shared/connection.py)."""
+    """A broker whose channels confirm publishes and bound unacked deliveries, whose
+    messages carry the connection's user as `user_id`, and whose `amqp_url` may name
+    several cluster nodes (shared/connection.py)."""
     return FailoverBroker(
         amqp_url,
+        middlewares=[_stamp_user(broker_user(amqp_url))],
         default_channel=Channel(prefetch_count=prefetch, publisher_confirms=True),
         graceful_timeout=graceful_timeout,
         reconnect_interval=1.0,  # back within seconds after a broker blip (readyz: < 5 s)
@@ -60,6 +86,7 @@ class Bus:
         priority: int | None = None,
         headers: dict[str, Any] | None = None,
         message_id: str | None = None,
+        expiration: float | None = None,
     ) -> None:
         await self.broker.publish(
             body,
@@ -70,11 +97,34 @@ class Bus:
             priority=priority,
             headers=headers,
             message_id=message_id or str(uuid4()),
+            expiration=expiration,
         )
 
     async def event(self, event: Event) -> None:
         await self._publish(
             _body(event), topology.EVENTS, event.routing_key, message_id=str(event.event_id)
+        )
+
+    async def worker_message(
+        self, message: WorkerMessage, *, expiration: float | None = None
+    ) -> None:
+        """A worker's heartbeat or lease on `jobs.events` (`worker.*`); a heartbeat expires
+        (`expiration` seconds) rather than pile up while the status service is away."""
+        await self._publish(
+            _body(message),
+            topology.EVENTS,
+            message.routing_key,
+            message_id=str(message.message_id),
+            expiration=expiration,
+        )
+
+    async def cancellations_marker(self, marker: str) -> None:
+        """A sync marker into the cancellations stream (shared/cancellations.py)."""
+        await self._publish(
+            json.dumps({"marker": marker}).encode(),
+            topology.EVENTS,
+            topology.CANCELLATIONS_SYNC_KEY,
+            message_id=marker,
         )
 
     async def submit(self, body: bytes) -> None:

@@ -1,45 +1,73 @@
-"""Which jobs have been cancelled, learnt live from `job.cancelled` events.
+"""Which jobs have been cancelled: every router and worker process replays the
+`jobs.cancellations` stream at start, then follows it live.
 
-Each process (router, worker) binds its own exclusive, auto-delete queue to
-`jobs.events` / `job.cancelled`, so every replica hears every cancellation.
+The stream (shared/topology.py) is bound to `jobs.events` / `job.cancelled` and keeps
+CANCELLATIONS_MAX_AGE of them, so a process started after a cancel (a restart, a new
+replica, KEDA scaling a worker from zero) still learns it, without database access.
+
+`caught_up()` resolves once the replay has provably reached the present: the process
+publishes a unique marker into the same stream (routing key `cancellations.sync`, which
+no consumer takes for a cancellation) and waits until it reads that marker back. The
+stream is one ordered log, so every cancellation confirmed before the marker was
+published lies before it and has been applied by then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID, uuid4
 
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue
 from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.schemas import Channel
+from pydantic import ValidationError
 
 from shared import topology
+from shared.bus import Bus
 from shared.contracts.events import JobCancelled
+from shared.identity import WorkerUsers
 
-MAX_REMEMBERED = 100_000
-REMEMBER_SECONDS = 8 * 24 * 3600  # longer than the longest delay
+log = logging.getLogger("hybridq.cancellations")
+
+REMEMBER_SECONDS = 30 * 24 * 3600  # = topology.CANCELLATIONS_MAX_AGE: what a replay holds
+MAX_REMEMBERED = 250_000  # ~40 MB; beyond it the oldest are forgotten (logged)
+STREAM_PREFETCH = 500  # a stream consumer needs a prefetch; this one sets replay speed
+MARKER_WAIT_SECONDS = 15.0  # not read back by then: publish another marker
 
 
 class Cancellations:
+    """Cancelled job ids (from the stream) and the running attempts to stop on cancel."""
+
     def __init__(self) -> None:
         self._cancelled: OrderedDict[UUID, float] = OrderedDict()
         self._watchers: dict[UUID, list[Callable[[], None]]] = {}
+        self._markers: set[str] = set()
+        self._caught_up = asyncio.Event()
 
-    def cancel(self, job_id: UUID) -> None:
-        self._cancelled[job_id] = time.monotonic()
+    def cancel(self, job_id: UUID, at: datetime | None = None) -> None:
+        """Remember `job_id` as cancelled (at `at`, default now) and stop its attempts."""
+        self._cancelled[job_id] = at.timestamp() if at else time.time()
         self._cancelled.move_to_end(job_id)
-        while len(self._cancelled) > MAX_REMEMBERED:
-            self._cancelled.popitem(last=False)
+        self._forget_old()
         for stop in self._watchers.pop(job_id, []):
             stop()
 
     def is_cancelled(self, job_id: UUID) -> bool:
         at = self._cancelled.get(job_id)
-        return at is not None and time.monotonic() - at < REMEMBER_SECONDS
+        return at is not None and time.time() - at < REMEMBER_SECONDS
 
     def watch(self, job_id: UUID, task: asyncio.Task[object]) -> None:
-        """Cancel `task` if the job is cancelled while it runs."""
+        """Cancel `task` if the job is cancelled while it runs (or already was: a cancel
+        that arrived between the start check and this call still stops it)."""
+        if self.is_cancelled(job_id):
+            task.cancel()
+            return
 
         def stop() -> None:
             task.cancel()
@@ -49,17 +77,125 @@ class Cancellations:
     def unwatch(self, job_id: UUID) -> None:
         self._watchers.pop(job_id, None)
 
+    async def caught_up(self) -> None:
+        """Resolve once every cancellation published before this process's sync marker
+        has been applied (see the module docstring); at once when already so."""
+        await self._caught_up.wait()
 
-def listen(broker: RabbitBroker, cancellations: Cancellations, service: str) -> None:
-    """Subscribe `cancellations` to every JobCancelled event on the bus."""
-    queue = RabbitQueue(
-        f"{topology.cancel_queue_prefix(service)}{uuid4().hex[:12]}",
-        routing_key=JobCancelled.routing_key,
-        exclusive=True,
-        auto_delete=True,
-        durable=False,
-    )
+    # -- fed by the stream --------------------------------------------------------
+    def expect_marker(self, marker: str) -> None:
+        self._markers.add(marker)
 
-    @broker.subscriber(queue, topology.EVENTS, title=f"{service}.cancellations")
-    async def on_cancelled(event: JobCancelled) -> None:
-        cancellations.cancel(event.job_id)
+    def marker_seen(self, marker: str) -> None:
+        if marker in self._markers:
+            self._markers.clear()
+            self._caught_up.set()
+
+    def _forget_old(self) -> None:
+        horizon = time.time() - REMEMBER_SECONDS
+        while self._cancelled:
+            job_id, at = next(iter(self._cancelled.items()))
+            if at >= horizon and len(self._cancelled) <= MAX_REMEMBERED:
+                return
+            if at >= horizon:
+                log.warning("too many cancellations remembered: forgetting the oldest")
+            del self._cancelled[job_id]
+
+
+class CancellationFeed:
+    """Replays and follows `jobs.cancellations` on the service's own connection.
+
+    Only messages published to `jobs.events` with `job.cancelled` by a non-worker user
+    cancel (workers cannot publish that key at all: topic permissions); anything else in
+    the stream is a sync marker or ignored. The stream cannot dead-letter, so a bad
+    message is logged and skipped (the status service sees the same event anyway).
+    """
+
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        bus: Bus,
+        cancellations: Cancellations,
+        workers: WorkerUsers | None = None,
+    ) -> None:
+        self.broker = broker
+        self.bus = bus
+        self.cancellations = cancellations
+        self.workers = workers or WorkerUsers()
+        self._queue: AbstractRobustQueue | None = None
+        self._tag: str | None = None
+        self._sync: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the replay (from the first message kept) and the marker round trip.
+        Call after the topology is declared; then await `cancellations.caught_up()`."""
+        # a queue object of its own (no arguments: passive) so the declarer opens it on
+        # the stream's own channel, whose prefetch a stream consumer requires
+        queue = RabbitQueue(topology.CANCELLATIONS.name, declare=False)
+        self._queue = await self.broker.config.declarer.declare_queue(
+            queue, channel=Channel(prefetch_count=STREAM_PREFETCH)
+        )
+        # on a reconnect the robust queue consumes again from `first`: a full replay,
+        # so nothing published while the connection was down is missed
+        self._tag = await self._queue.consume(
+            self._on_message, arguments={"x-stream-offset": "first"}
+        )
+        self._sync = asyncio.create_task(self._round_trip(), name="cancellations-sync")
+
+    async def stop(self) -> None:
+        if self._sync is not None:
+            self._sync.cancel()
+        if self._queue is not None and self._tag is not None:
+            if not self._queue.channel.is_closed:
+                await self._queue.cancel(self._tag)
+            self._tag = None
+
+    async def _round_trip(self) -> None:
+        while True:
+            marker = uuid4().hex
+            self.cancellations.expect_marker(marker)
+            try:
+                await self.bus.cancellations_marker(marker)
+            except Exception:  # broker trouble: transient, try again
+                log.warning("sync marker not published; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            try:
+                await asyncio.wait_for(self.cancellations.caught_up(), MARKER_WAIT_SECONDS)
+            except TimeoutError:
+                log.info("cancellations replay still running; another sync marker")
+                continue
+            log.info("cancellations replay caught up")
+            return
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            self._apply(message)
+        finally:
+            await message.ack()
+
+    def _apply(self, message: AbstractIncomingMessage) -> None:
+        if message.exchange != topology.EVENTS.name:
+            return
+        if message.routing_key == topology.CANCELLATIONS_SYNC_KEY:
+            self.cancellations.marker_seen(_marker_of(message.body))
+            return
+        if message.routing_key != topology.CANCELLED_KEY:
+            return
+        if self.workers.is_worker(message.user_id):
+            log.warning("cancellation published by a worker's user: ignored")
+            return
+        try:
+            event = JobCancelled.model_validate_json(message.body)
+        except ValidationError:
+            log.warning("unreadable cancellation in the stream: skipped")
+            return
+        self.cancellations.cancel(event.job_id, event.occurred_at)
+
+
+def _marker_of(body: bytes) -> str:
+    try:
+        marker = json.loads(body).get("marker")
+    except (ValueError, AttributeError):
+        return ""
+    return marker if isinstance(marker, str) else ""

@@ -17,6 +17,7 @@ class DeadLetterReason(StrEnum):
     MAX_ATTEMPTS = "max_attempts"
     PERMANENT_ERROR = "permanent_error"
     DELIVERY_LIMIT = "delivery_limit"
+    FORBIDDEN = "forbidden"  # a worker's user published for another site (shared/identity.py)
 
 
 REASON_HEADER = "x-hybridq-reason"

@@ -33,3 +33,24 @@ class PermanentJobError(PermanentError):
 
 class UnknownJobType(PermanentError):
     """No handler is registered for the job type on this site."""
+
+
+class InvalidResult(PermanentError):
+    """A handler returned something other than a JSON object of at most 64 KiB."""
+
+
+class HandlerProcessDied(RetryableError):
+    """The pool process running a plain-function handler died (killed, crashed, OOM)."""
+
+
+class HandlerModuleError(HybridqError):
+    """A module listed in HYBRIDQ_HANDLERS cannot be imported: the worker does not start."""
+
+
+class HandlerRaised(HybridqError):
+    """A plain-function handler raised in its pool process; the message is already
+    `Type: text`, as the job's history shows it."""
+
+
+class HandlerRaisedPermanently(HandlerRaised, PermanentError):
+    """A plain-function handler raised a permanent error (or returned an invalid result)."""

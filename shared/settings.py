@@ -9,6 +9,7 @@ from typing import TypeVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.identity import PRIVATE_WORKER_USER, PUBLIC_WORKER_USER
 from shared.topology import WorkQueueType
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "services" / "router" / "rules.toml"
@@ -25,6 +26,9 @@ class BrokerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, alias="METRICS_PORT")
     drain_seconds: float = Field(default=25.0, gt=0, le=30, alias="DRAIN_SECONDS")
     work_queue_type: WorkQueueType = Field(default=WorkQueueType.CLASSIC, alias="WORK_QUEUE_TYPE")
+    # whose messages speak for which site (shared/identity.py); other users: unrestricted
+    public_worker_user: str = Field(default=PUBLIC_WORKER_USER, alias="PUBLIC_WORKER_USER")
+    private_worker_user: str = Field(default=PRIVATE_WORKER_USER, alias="PRIVATE_WORKER_USER")
 
 
 class RouterSettings(BrokerSettings):
@@ -43,6 +47,15 @@ class WorkerSettings(BrokerSettings):
     executor_token: SecretStr | None = Field(default=None, alias="EXECUTOR_TOKEN")
     executor_token_file: Path | None = Field(default=None, alias="EXECUTOR_TOKEN_FILE")
     executor_poll_seconds: float = Field(default=0.2, gt=0, alias="EXECUTOR_POLL_SECONDS")
+    handlers: str = Field(default="", alias="HYBRIDQ_HANDLERS")
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=60, alias="HEARTBEAT_SECONDS")
+    lease_after_seconds: float = Field(default=1500.0, gt=0, alias="LEASE_AFTER_SECONDS")
+    lease_seconds: float = Field(default=60.0, gt=0, alias="LEASE_SECONDS")
+
+    @property
+    def handler_modules(self) -> list[str]:
+        """HYBRIDQ_HANDLERS: comma-separated modules that register job handlers."""
+        return [m.strip() for m in self.handlers.split(",") if m.strip()]
 
 
 class StatusSettings(BrokerSettings):
@@ -57,6 +70,20 @@ class StatusSettings(BrokerSettings):
     batch_size: int = Field(default=200, ge=1, alias="PROJECTION_BATCH_SIZE")
     batch_wait_seconds: float = Field(default=0.02, ge=0, alias="PROJECTION_BATCH_WAIT_SECONDS")
     stats_max_age_seconds: float = Field(default=1.0, gt=0, le=1, alias="STATS_MAX_AGE_SECONDS")
+    schedule_poll_seconds: float = Field(default=0.5, gt=0, le=60, alias="SCHEDULE_POLL_SECONDS")
+    # how long a delivery is held while the database is away before it is handed back
+    db_hold_seconds: float = Field(default=240.0, gt=0, le=1200, alias="DB_HOLD_SECONDS")
+    retention_days: float = Field(default=30.0, gt=0, alias="RETENTION_DAYS")
+    retention_interval_seconds: float = Field(
+        default=300.0, gt=0, alias="RETENTION_INTERVAL_SECONDS"
+    )
+    group_sweep_seconds: float = Field(default=5.0, gt=0, alias="GROUP_SWEEP_SECONDS")
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, alias="OUTBOX_POLL_SECONDS")
+    max_streams: int = Field(default=100, ge=1, alias="MAX_STREAMS")
+    stream_idle_seconds: float = Field(default=300.0, gt=0, alias="STREAM_IDLE_SECONDS")
+    stream_unknown_seconds: float = Field(default=10.0, gt=0, alias="STREAM_UNKNOWN_SECONDS")
+    stream_poll_seconds: float = Field(default=0.25, gt=0, alias="STREAM_POLL_SECONDS")
+    publish_timeout_seconds: float = Field(default=5.0, gt=0, alias="PUBLISH_TIMEOUT_SECONDS")
 
 
 S = TypeVar("S", bound=BrokerSettings)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from aiormq.exceptions import ChannelAccessRefused
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from shared.contracts.jobs import Site
@@ -18,7 +19,8 @@ from shared.contracts.jobs import Site
 # -- exchanges --------------------------------------------------------------------------
 INTAKE = RabbitExchange("jobs.intake", type=ExchangeType.TOPIC, durable=True)
 EVENTS = RabbitExchange("jobs.events", type=ExchangeType.TOPIC, durable=True)
-DISPATCH = RabbitExchange("jobs.dispatch", type=ExchangeType.DIRECT, durable=True)
+DISPATCH = RabbitExchange("jobs.dispatch", type=ExchangeType.TOPIC, durable=True)
+"""Topic, not direct, so that topic permissions can limit each worker to its own site's key."""
 DELAY = RabbitExchange("jobs.delay", type=ExchangeType.DIRECT, durable=True)
 DEAD_LETTER_EXCHANGE = RabbitExchange("jobs.dlx", type=ExchangeType.FANOUT, durable=True)
 """Dead-letter exchange; it feeds the `jobs.dead-letter` queue (operators) and the status
@@ -99,11 +101,27 @@ ROUTER_DUE = _quorum(
 )
 STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETTERING)
 STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
+WORKER_KEYS = "worker.#"
+STATUS_WORKERS = _classic("jobs.status.workers", routing_key=WORKER_KEYS, **_DEAD_LETTERING)
+"""Worker heartbeats and attempt leases, for the status service (`GET /workers`, leases)."""
+GROUP_ENDING_KEYS = ("job.succeeded", "job.dead_lettered", "job.cancelled")
+STATUS_GROUPS = tuple(
+    _classic("jobs.status.groups", routing_key=key, **_DEAD_LETTERING) for key in GROUP_ENDING_KEYS
+)
+"""The saga coordinator's own queue: one queue, bound once per job-ending routing key."""
 
 
-def cancel_queue_prefix(service: str) -> str:
-    """Each process of `service` hears cancellations on its own `<prefix><random>` queue."""
-    return f"jobs.cancel.{service}."
+# -- cancellations (a stream every router and worker replays at start) ------------------
+CANCELLED_KEY = "job.cancelled"
+CANCELLATIONS_SYNC_KEY = "cancellations.sync"
+"""Sync markers: a process reads its own marker back to know its replay reached the
+present. Not a `job.*` key, so no event consumer sees it, and only `job.cancelled` cancels."""
+CANCELLATIONS_MAX_AGE = "30D"
+"""Covers the longest wait of a queued job (7-day delays, retries, backlog) with margin;
+the same as the default RETENTION_DAYS, after which the job itself is forgotten."""
+_STREAM = {"x-max-age": CANCELLATIONS_MAX_AGE, "x-stream-max-segment-size-bytes": 8_000_000}
+CANCELLATIONS = _queue("jobs.cancellations", QueueType.STREAM, CANCELLED_KEY, **_STREAM)
+CANCELLATIONS_SYNC = _queue(CANCELLATIONS.name, QueueType.STREAM, CANCELLATIONS_SYNC_KEY, **_STREAM)
 
 
 # -- delay tiers ------------------------------------------------------------------------
@@ -201,6 +219,9 @@ def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding,
             *((t.queue, DELAY) for t in DELAY_TIERS),
             (ROUTER_DUE, DELAY),
             (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
+            (STATUS_WORKERS, EVENTS),
+            (CANCELLATIONS, EVENTS),
+            (CANCELLATIONS_SYNC, EVENTS),
         ),
         kind,
     )
@@ -222,6 +243,7 @@ def status_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
                 (ROUTER_INTAKE, INTAKE),
                 (STATUS_EVENTS, EVENTS),
                 (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
+                *((queue, EVENTS) for queue in STATUS_GROUPS),
             ],
             kind,
         ),
@@ -233,11 +255,45 @@ async def declare(
     bindings: Sequence[Binding],
     exchanges: Iterable[RabbitExchange] = BASE_EXCHANGES,
 ) -> None:
-    """Declare exchanges, queues and bindings idempotently."""
-    declared = {ex.name: await broker.declare_exchange(ex) for ex in exchanges}
-    for queue, exchange in bindings:
-        robust_queue = await broker.declare_queue(queue)
-        await robust_queue.bind(declared[exchange.name], routing_key=queue.routing())
+    """Declare exchanges, queues and bindings idempotently.
+
+    What the service's broker user may not configure (a worker's user owns only its work
+    queue; see devtools/definitions.py) is checked to exist instead (a passive declare
+    needs no permission), and only queues the service declared itself are bound by it:
+    under least-privilege users the definitions file has created the rest. Runs on
+    channels of its own, since a refusal closes the channel it happens on."""
+    connection = await broker.connect()
+    channel = await connection.channel()
+    used = [channel]
+    try:
+        for ex in exchanges:
+            try:
+                await channel.declare_exchange(ex.name, ex.type.value, durable=ex.durable)
+            except ChannelAccessRefused:
+                channel = await connection.channel()  # the refusal closed the old one
+                used.append(channel)
+                await channel.declare_exchange(ex.name, passive=True)
+        for queue, exchange in bindings:
+            try:
+                declared = await channel.declare_queue(
+                    queue.name, durable=queue.durable, arguments=queue.arguments
+                )
+            except ChannelAccessRefused:
+                channel = await connection.channel()
+                used.append(channel)
+                await channel.declare_queue(queue.name, passive=True)
+                continue  # not ours: its owner binds it
+            await declared.bind(exchange.name, routing_key=queue.routing())
+    finally:
+        for each in used:  # a refused robust channel reopens itself: close it too
+            await each.close()
+
+
+def passive(exchange: RabbitExchange) -> RabbitExchange:
+    """`exchange` for a subscriber whose user may not configure it: only checked."""
+    return RabbitExchange(
+        exchange.name, type=exchange.type, durable=exchange.durable, declare=False
+    )
 
 
 def all_queues(kind: WorkQueueType = WorkQueueType.CLASSIC) -> list[RabbitQueue]:

@@ -62,6 +62,15 @@ def apply(args: argparse.Namespace) -> None:
             f"/api/permissions/{v}/{name}",
             {k: perm[k] for k in ("configure", "write", "read")},
         )
+    for topic in definitions.get("topic_permissions", []):
+        name = quote(topic["user"] + args.user_suffix, safe="")
+        request(
+            base,
+            auth,
+            "PUT",
+            f"/api/topic-permissions/{v}/{name}",
+            {k: topic[k] for k in ("exchange", "write", "read")},
+        )
     topology = {
         key: [{k: val for k, val in item.items() if k != "vhost"} for item in definitions[key]]
         for key in ("exchanges", "queues", "bindings", "policies")

@@ -9,7 +9,10 @@ import sys
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 
+import logging  # noqa: E402
+
 from shared.contracts.jobs import Site  # noqa: E402
+from shared.errors import HandlerModuleError  # noqa: E402
 from shared.logs import configure  # noqa: E402
 from shared.service import run  # noqa: E402
 from shared.settings import WorkerSettings, load  # noqa: E402
@@ -19,7 +22,12 @@ from shared.worker.service import build  # noqa: E402
 def main() -> None:
     settings = load(WorkerSettings)
     configure("public_worker", settings.log_level)
-    run(build(Site.PUBLIC, settings).app)
+    try:
+        worker = build(Site.PUBLIC, settings)
+    except HandlerModuleError as exc:  # one clear line, and no start
+        logging.getLogger("hybridq.worker").critical(str(exc))
+        sys.exit(3)
+    run(worker.app)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.cancellations import Cancellations, listen
+from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.jobs import Site
+from shared.identity import WorkerUsers
 from shared.metrics import ROUTER_OUTCOMES, serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
@@ -57,7 +58,8 @@ def build(
     cancellations = Cancellations()
     backlog = private_backlog or (lambda: depths.ready(PRIVATE_QUEUE))
     intake = Intake(bus, rules, backlog, seen, clock)
-    due = DueJobs(bus, cancellations, clock)
+    due = DueJobs(bus, cancellations, clock, WorkerUsers.from_settings(settings))
+    feed = CancellationFeed(broker, bus, cancellations, WorkerUsers.from_settings(settings))
 
     kind = settings.work_queue_type
     intake_subscriber = broker.subscriber(
@@ -86,15 +88,23 @@ def build(
 
     @due_subscriber
     async def on_due(msg: RabbitMessage) -> None:
-        await settle(msg, topology.ROUTER_DUE.name, due.handle)
+        publisher = getattr(msg.raw_message, "user_id", None)
 
-    listen(broker, cancellations, "router")
+        async def handle(body: bytes, queue: str) -> str:
+            return await due.handle(body, queue, publisher)
+
+        await settle(msg, topology.ROUTER_DUE.name, handle)
+
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     @app.on_startup
     async def declare() -> None:
         await broker.connect()
         await topology.declare(broker, topology.router_bindings(settings.work_queue_type))
+        # consumers start after this hook: nothing is dispatched before the cancellations
+        # replay has reached the present
+        await feed.start()
+        await cancellations.caught_up()
         if private_backlog is None:
             await depths.start()
         if settings.metrics_port:
@@ -107,6 +117,7 @@ def build(
 
     @app.after_shutdown
     async def close() -> None:
+        await feed.stop()
         await depths.stop()
         seen.close()
 

@@ -14,6 +14,7 @@ from shared.bus import Bus
 from shared.cancellations import Cancellations
 from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import DeadLetterReason
+from shared.identity import WorkerUsers
 
 from .intake import routed_event
 
@@ -24,13 +25,19 @@ SHORTEST_TIER_SECONDS = topology.DELAY_TIERS[0].ttl_ms / 1000
 
 class DueJobs:
     def __init__(
-        self, bus: Bus, cancellations: Cancellations, clock: Callable[[], datetime]
+        self,
+        bus: Bus,
+        cancellations: Cancellations,
+        clock: Callable[[], datetime],
+        workers: WorkerUsers | None = None,
     ) -> None:
         self.bus = bus
         self.cancellations = cancellations
         self.clock = clock
+        self.workers = workers or WorkerUsers()
 
-    async def handle(self, body: bytes, source_queue: str) -> str:
+    async def handle(self, body: bytes, source_queue: str, publisher: str | None = None) -> str:
+        """`publisher`: the message's validated `user_id` (kept through the delay tiers)."""
         try:
             job = PlacedJob.model_validate_json(body)
         except ValidationError as exc:
@@ -38,6 +45,16 @@ class DueJobs:
                 body, reason=DeadLetterReason.SCHEMA, source_queue=source_queue, detail=str(exc)
             )
             return "dead_lettered"
+        if not self.workers.may_speak_for(publisher, job.site):
+            # a worker parked a job for another site: refused, and no event, so that such
+            # a message cannot end or change the job it names
+            await self.bus.dead_letter(
+                body,
+                reason=DeadLetterReason.FORBIDDEN,
+                source_queue=source_queue,
+                detail=f"{publisher} may not park a job for the {job.site.value} site",
+            )
+            return "forbidden"
         if self.cancellations.is_cancelled(job.job_id):
             log.info("cancelled while waiting: dropped", extra={"job_id": str(job.job_id)})
             return "cancelled"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,26 +14,33 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.status import groups
+from services.status import coordinator, leases, redrives, workers
 from services.status.api import dead_letters, jobs, system
 from services.status.api import groups as group_routes
+from services.status.api import schedules as schedule_routes
+from services.status.api import workers as worker_routes
+from services.status.api.auth import AuthGate
 from services.status.api.deps import Resources
+from services.status.api.limits import BodyLimit
+from services.status.api.streams import StreamSlots
+from services.status.background import start_background, stop_background
 from services.status.consumers import subscribe
+from services.status.db_errors import is_backend_error
 from services.status.projector import Projector
+from services.status.schedules.firer import Firer
+from services.status.ui import routes as ui
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.contracts.events import (
-    AnyEvent,
-)
 from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
 
-MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger("hybridq.status.http")
+RELAY_EVERY_SECONDS = 5.0
 
 
 def create_app(settings: StatusSettings | None = None) -> FastAPI:
@@ -44,27 +53,48 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
 
-        async def after_commit(events: list[AnyEvent]) -> None:
-            await groups.on_projected(engine, bus, events)
-
         projector = Projector(
-            engine, settings.batch_size, settings.batch_wait_seconds, on_commit=after_commit
+            engine,
+            settings.batch_size,
+            settings.batch_wait_seconds,
+            hold_seconds=settings.db_hold_seconds,
         )
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
-        subscribe(broker, bus, projector, engine, settings.work_queue_type)
+        kind = settings.work_queue_type
+        subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
+        workers.subscribe(broker, bus, engine, kind)
+        coordinator.subscribe(broker, bus, engine, settings.db_hold_seconds, kind)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
         await broker.start()
         await depths.start()
-        sweeper = asyncio.create_task(groups.sweep(engine, bus), name="groups-sweep")
-        app.state.resources = Resources(settings, engine, broker, bus, rules, depths, projector)
+        background = start_background(engine, bus, settings)
+        firer = Firer(engine, bus, settings.schedule_poll_seconds)
+        firing = asyncio.create_task(firer.run(), name="schedule-firer")
+        lease_sweeper = asyncio.create_task(leases.sweep_forever(engine, bus), name="leases")
+        relay = asyncio.create_task(_relay_redrives(engine, bus), name="redrive-relay")
+        app.state.resources = Resources(
+            settings,
+            engine,
+            broker,
+            bus,
+            rules,
+            depths,
+            projector,
+            StreamSlots(settings.max_streams),
+        )
         try:
             yield
         finally:
-            sweeper.cancel()
+            await stop_background(background)
+            firing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await firing  # no publish after the broker stops
+            lease_sweeper.cancel()
+            relay.cancel()
             await broker.stop()
             await projector.stop()
             await depths.stop()
@@ -81,10 +111,23 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(dead_letters.router)
     app.include_router(group_routes.router)
+    app.include_router(schedule_routes.router)
+    app.include_router(worker_routes.router)
     app.include_router(system.router)
+    app.include_router(ui.router)
     _errors(app)
-    _middleware(app)
+    _middleware(app, settings)
     return app
+
+
+async def _relay_redrives(engine: AsyncEngine, bus: Bus) -> None:
+    """Publish claimed redrives whose publish failed (or whose process died) earlier."""
+    while True:
+        await asyncio.sleep(RELAY_EVERY_SECONDS)
+        try:
+            await redrives.relay(engine, bus)
+        except Exception:  # database away: next round
+            log.warning("redrive relay failed; retrying", exc_info=True)
 
 
 def _errors(app: FastAPI) -> None:
@@ -104,15 +147,27 @@ def _errors(app: FastAPI) -> None:
         body: Any = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """The last resort: broker or database trouble is 503 (try again); anything else
+        is a bug, logged with its trace (the tests make sure no client input gets here)."""
+        if is_backend_error(exc):
+            return JSONResponse(
+                {"detail": "the database or broker did not answer; try again"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
-def _middleware(app: FastAPI) -> None:
+
+def _middleware(app: FastAPI, settings: StatusSettings) -> None:
+    """Outermost first: auth (nothing is read for a refused caller), body limits, latency."""
+
     @app.middleware("http")
-    async def limits_and_latency(
+    async def latency(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": "request body over 1 MiB"}, status_code=413)
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -120,3 +175,6 @@ def _middleware(app: FastAPI) -> None:
             request.method, getattr(route, "path", "unmatched"), str(response.status_code)
         ).observe(time.perf_counter() - started)
         return response
+
+    app.add_middleware(BodyLimit)
+    app.add_middleware(AuthGate, settings=settings)

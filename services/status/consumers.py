@@ -1,38 +1,60 @@
-"""The status service's subscribers: lifecycle events and dead letters into Postgres."""
+"""The status service's subscribers: lifecycle events and dead letters into Postgres.
+
+Every delivery is settled one of three ways, by whose fault a failure is:
+projected/recorded -> ack; the message's own fault (unreadable, forbidden, refused by
+Postgres for its content) -> dead letter with a reason, then ack; anything wrong reaching
+the database or the broker -> held (bounded), then handed back with nack + requeue.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
 
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status.db_errors import db_retrying
+from services.status import wire
+from services.status.db_errors import HOLD_SECONDS, db_retrying, is_transient
+from services.status.ingest import Arrival, DeadLetter, Outcome
 from services.status.projector import Projector
+from services.status.publishers import worker_site
 from services.status.store import record_dead_letter
 from shared import topology
 from shared.bus import Bus
-from shared.contracts.events import parse_event
-from shared.contracts.parsing import readable_job_id
-from shared.dead_letters import (
-    DEAD_LETTER_ID_HEADER,
-    DETAIL_HEADER,
-    JOB_ID_HEADER,
-    DeadLetterReason,
-    dead_lettered_at,
-    reason_of,
-)
+from shared.dead_letters import DeadLetterReason
 from shared.errors import PermanentError, RetryableError
 from shared.service import raw_body
 
 log = logging.getLogger("hybridq.status.consumers")
+
+
+def user_id_of(msg: RabbitMessage) -> str | None:
+    """The validated AMQP `user_id` of a delivery (the publisher's broker user)."""
+    value = getattr(msg.raw_message, "user_id", None)
+    return value if isinstance(value, str) else None
+
+
+async def dead_letter_and_ack(
+    msg: RabbitMessage, bus: Bus, reason: str, detail: str, job_id: str | None = None
+) -> None:
+    """Dead-letter a delivery the message's own fault stops; if the broker refuses the
+    dead letter, hand the delivery back instead (transient), never drop it."""
+    try:
+        await bus.dead_letter(
+            msg.body,
+            reason=reason,
+            source_queue=topology.STATUS_EVENTS.name,
+            detail=detail,
+            job_id=job_id,
+        )
+    except Exception:
+        log.warning("dead letter not published; handing the event back", exc_info=True)
+        await msg.nack(requeue=True)
+        return
+    await msg.ack()
 
 
 def subscribe(
@@ -40,6 +62,17 @@ def subscribe(
     bus: Bus,
     projector: Projector,
     engine: AsyncEngine,
+    hold_seconds: float = HOLD_SECONDS,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+) -> None:
+    subscribe_events(broker, bus, projector, kind)
+    subscribe_dead_letters(broker, engine, hold_seconds, kind)
+
+
+def subscribe_events(
+    broker: RabbitBroker,
+    bus: Bus,
+    projector: Projector,
     kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
 ) -> None:
     @broker.subscriber(
@@ -51,32 +84,35 @@ def subscribe(
     )
     async def on_event(msg: RabbitMessage) -> None:
         try:
-            event = parse_event(msg.body)
-        except ValidationError as exc:
-            await bus.dead_letter(
-                msg.body,
-                reason=DeadLetterReason.SCHEMA,
-                source_queue=topology.STATUS_EVENTS.name,
-                detail=str(exc),
-            )
-            await msg.ack()
+            event = wire.read_event(msg.body)
+        except wire.Unreadable as exc:
+            await dead_letter_and_ack(msg, bus, exc.reason, exc.detail, exc.job_id)
             return
         try:
-            await projector.project(event)
+            outcome = await projector.project(Arrival(event, worker_site(user_id_of(msg))))
         except RetryableError:
             await msg.nack(requeue=True)
+            return
         except PermanentError as exc:
-            await bus.dead_letter(
-                msg.body,
-                reason=DeadLetterReason.PERMANENT_ERROR,
-                source_queue=topology.STATUS_EVENTS.name,
-                detail=str(exc),
-                job_id=str(event.job_id),
+            await dead_letter_and_ack(
+                msg, bus, DeadLetterReason.PERMANENT_ERROR, str(exc), str(event.job_id)
             )
-            await msg.ack()
-        else:
-            await msg.ack()
+            return
+        if outcome is Outcome.FORBIDDEN:
+            detail = f"{user_id_of(msg)} may not report on job {event.job_id} of another site"
+            await dead_letter_and_ack(
+                msg, bus, DeadLetterReason.FORBIDDEN, detail, str(event.job_id)
+            )
+            return
+        await msg.ack()
 
+
+def subscribe_dead_letters(
+    broker: RabbitBroker,
+    engine: AsyncEngine,
+    hold_seconds: float = HOLD_SECONDS,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+) -> None:
     @broker.subscriber(
         topology.for_kind(topology.STATUS_DEAD_LETTERS, kind),
         topology.DEAD_LETTER_EXCHANGE,
@@ -85,36 +121,33 @@ def subscribe(
         title="status.dead_letters",
     )
     async def on_dead_letter(msg: RabbitMessage) -> None:
-        values = dead_letter_row(msg.body, dict(msg.headers or {}), msg.message_id)
+        headers: dict[str, Any] = dict(msg.headers or {})
         try:
-            async for attempt in db_retrying():
+            letter = wire.read_dead_letter(msg.body, headers, msg.message_id, user_id_of(msg))
+        except Exception as exc:  # a header shaped like nothing we know: keep the bytes
+            log.warning("dead letter unreadable; storing it raw", exc_info=True)
+            letter = wire.fallback_dead_letter(msg.body, msg.message_id, exc)
+        if await _record(engine, letter, hold_seconds, msg):
+            await msg.ack()
+
+
+async def _record(
+    engine: AsyncEngine, letter: DeadLetter, hold_seconds: float, msg: RabbitMessage
+) -> bool:
+    """Store a dead letter; False (and handed back) when the database stayed away."""
+    # if Postgres refuses the content itself, the raw bytes are stored (base64) instead
+    raw = wire.fallback_dead_letter(msg.body, letter.id, ValueError("refused by the store"))
+    for candidate in (letter, raw):
+        try:
+            async for attempt in db_retrying(hold_seconds):
                 with attempt:
-                    await record_dead_letter(engine, values)
-        except Exception:
-            log.exception("dead letter not recorded; handing it back")
-            await msg.nack(requeue=True)
-            return
-        await msg.ack()
-
-
-def dead_letter_row(body: bytes, headers: dict[str, Any], message_id: str | None) -> dict[str, Any]:
-    """What the store keeps of a dead letter: reason and origin from headers, job from body."""
-    reason, source = reason_of(headers)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    job_id = headers.get(JOB_ID_HEADER) or readable_job_id(data)
-    fields = data if isinstance(data, dict) else {}
-    return {
-        "id": str(headers.get(DEAD_LETTER_ID_HEADER) or message_id or uuid4()),
-        "job_id": UUID(str(job_id)) if job_id else None,
-        "job_type": fields.get("job_type") if isinstance(fields.get("job_type"), str) else None,
-        "site": fields.get("site") if fields.get("site") in ("public", "private") else None,
-        "reason": reason,
-        "detail": str(headers.get(DETAIL_HEADER) or "") or None,
-        "source_queue": source,
-        "dead_lettered_at": dead_lettered_at(headers) or datetime.now(UTC),
-        "body": body.decode("utf-8", errors="replace"),
-        "headers": json.loads(json.dumps(headers, default=str)),
-    }
+                    await record_dead_letter(engine, candidate)
+            return True
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("database away past the hold; handing the dead letter back")
+                await msg.nack(requeue=True)
+                return False
+            log.warning("dead letter refused by the store for its content", exc_info=True)
+    log.error("dead letter could not be stored in any form; dropped: %s", letter.id)
+    return True

@@ -7,6 +7,10 @@ lifecycle key (attempt, rank), so clock skew between services cannot move a job
 backwards; terminal states absorb everything but a redrive of a dead-lettered job.
 `freeze` adds the one arrival-order rule: a terminal status already shown never changes
 (again, except by a redrive).
+
+A malformed or duplicate copy never changes an accepted job: once any event shows the job
+was accepted (scheduled, routed, started...), every `JobRejected` for it is ignored,
+whatever its timestamp — a rejected copy that arrived first gives way to the acceptance.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -32,18 +37,25 @@ from shared.contracts.events import (
     JobSucceeded,
 )
 
-TERMINAL = frozenset({"rejected", "succeeded", "dead_lettered", "cancelled"})
-STATUSES = (
-    "submitted",
-    "rejected",
-    "scheduled",
-    "queued",
-    "running",
-    "retrying",
-    "succeeded",
-    "dead_lettered",
-    "cancelled",
+
+class JobStatus(StrEnum):
+    """A job view's status (contract section 5); compares equal to its string."""
+
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset(
+    {JobStatus.REJECTED, JobStatus.SUCCEEDED, JobStatus.DEAD_LETTERED, JobStatus.CANCELLED}
 )
+STATUSES = tuple(s.value for s in JobStatus)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class JobView:
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    parent_id: UUID | None = None
     key: tuple[int, int] = (0, -1)  # lifecycle position of the status shown
 
     @property
@@ -180,6 +193,7 @@ def _fill(view: JobView, event: AnyEvent) -> JobView:
             data_classification=event.data_classification.value,
             max_attempts=event.max_attempts,
             submitted_at=event.occurred_at,
+            parent_id=event.parent_id,
         )
     if isinstance(event, JobStarted):
         first = view.started_at is None or event.occurred_at < view.started_at
@@ -201,10 +215,29 @@ def _fill(view: JobView, event: AnyEvent) -> JobView:
     return view
 
 
+ACCEPTANCE = (
+    JobScheduled,
+    JobRouted,
+    JobStarted,
+    JobProgress,
+    JobFailed,
+    JobSucceeded,
+    JobRedriven,
+)
+"""Events that exist only for a job hybridq accepted: they outrank any `JobRejected`."""
+
+
+def accepted(events: Iterable[AnyEvent]) -> bool:
+    return any(isinstance(e, ACCEPTANCE) for e in events)
+
+
 def reduce(job_id: UUID, events: Iterable[AnyEvent]) -> JobView:
     """The view of a job from its events, whatever order they arrived in."""
     view = JobView(job_id=job_id)
     seen: set[UUID] = set()
+    events = list(events)
+    if accepted(events):
+        events = [e for e in events if not isinstance(e, JobRejected)]
     for event in sorted(events, key=sort_key):
         if event.event_id not in seen:
             seen.add(event.event_id)
@@ -217,6 +250,6 @@ def freeze(old: JobView | None, new: JobView, arrived: Iterable[AnyEvent]) -> Jo
     if old is None or not old.terminal or old.status == new.status:
         return new
     reopened = old.status == "dead_lettered" and any(isinstance(e, JobRedriven) for e in arrived)
-    if reopened:
+    if reopened or (old.status == "rejected" and accepted(arrived)):
         return new
     return replace(new, status=old.status, finished_at=old.finished_at, key=old.key)

@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status.db_errors import DatabaseAway, db_retrying, is_transient
-from services.status.store import apply_events
-from shared.contracts.events import AnyEvent
+from services.status.db_errors import HOLD_SECONDS, DatabaseAway, db_retrying, is_transient
+from services.status.ingest import Arrival, Outcome
+from services.status.store import project
 from shared.errors import PermanentError
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_PROJECTED, PROJECTION_LAG
 
 log = logging.getLogger("hybridq.status.projector")
-Pending = tuple[AnyEvent, asyncio.Future[None]]
+Pending = tuple[Arrival, asyncio.Future[Outcome]]
 
 
 class Projector:
@@ -27,11 +26,9 @@ class Projector:
         engine: AsyncEngine,
         batch_size: int = 200,
         batch_wait: float = 0.02,
-        hold_seconds: float = 240.0,
-        on_commit: Callable[[list[AnyEvent]], Awaitable[None]] | None = None,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self.engine = engine
-        self.on_commit = on_commit
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.hold_seconds = hold_seconds
@@ -48,11 +45,12 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def project(self, event: AnyEvent) -> None:
-        """Resolve once the event is committed; raise DatabaseAway or PermanentError."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((event, future))
-        await future
+    async def project(self, arrival: Arrival) -> Outcome:
+        """Resolve once the event is committed (or refused); raise DatabaseAway (hand it
+        back) or PermanentError (the event's own fault: dead-letter it)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((arrival, future))
+        return await future
 
     async def _run(self) -> None:
         while True:
@@ -73,7 +71,7 @@ class Projector:
             async for attempt in db_retrying(self.hold_seconds):
                 with attempt:
                     try:
-                        fresh = await apply_events(self.engine, [e for e, _ in batch])
+                        outcomes = await project(self.engine, [a for a, _ in batch])
                     except Exception as exc:
                         if is_transient(exc):
                             self.db_ok = False
@@ -81,6 +79,7 @@ class Projector:
                         raise
         except Exception as exc:
             if is_transient(exc):
+                log.warning("database away past the hold; handing %d events back", len(batch))
                 _settle(batch, DatabaseAway("database away; handing events back"))
             elif len(batch) > 1:  # isolate the poison event; commit the others
                 for one in batch:
@@ -90,23 +89,18 @@ class Projector:
             return
         self.db_ok = True
         now = datetime.now(UTC)
-        for event in fresh:
-            EVENTS_PROJECTED.labels(event.type).inc()
-            PROJECTION_LAG.observe(max(0.0, (now - event.occurred_at).total_seconds()))
-        EVENTS_DUPLICATE.inc(len(batch) - len(fresh))
-        _settle(batch, None)
-        if self.on_commit is not None and fresh:
-            try:
-                await self.on_commit(fresh)
-            except Exception:  # the groups sweep catches up; projection goes on
-                log.exception("after-commit hook failed")
+        for (arrival, future), outcome in zip(batch, outcomes, strict=True):
+            if outcome is Outcome.PROJECTED:
+                EVENTS_PROJECTED.labels(arrival.event.type).inc()
+                lag = (now - arrival.event.occurred_at).total_seconds()
+                PROJECTION_LAG.observe(max(0.0, lag))
+            elif outcome is Outcome.DUPLICATE:
+                EVENTS_DUPLICATE.inc()
+            if not future.done():
+                future.set_result(outcome)
 
 
-def _settle(batch: list[Pending], error: Exception | None) -> None:
+def _settle(batch: list[Pending], error: Exception) -> None:
     for _, future in batch:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
+        if not future.done():
             future.set_exception(error)

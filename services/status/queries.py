@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.schedules.tables import schedule_firings
 from services.status.tables import dead_letters, group_members, job_events, jobs
 
 VIEW_FIELDS = (
@@ -34,6 +35,8 @@ VIEW_FIELDS = (
     "finished_at",
     "updated_at",
     "group_id",
+    "schedule_id",
+    "parent_id",
 )
 
 
@@ -57,14 +60,21 @@ def decode_cursor(cursor: str) -> list[str]:
 
 
 def _jobs_with_group() -> Select[Any]:
-    """Job rows with the group each belongs to (if any)."""
-    return select(jobs, group_members.c.group_id).outerjoin(
-        group_members, group_members.c.job_id == jobs.c.job_id
+    """Job rows with the group and the schedule each belongs to (if any)."""
+    return (
+        select(jobs, group_members.c.group_id, schedule_firings.c.schedule_id)
+        .outerjoin(group_members, group_members.c.job_id == jobs.c.job_id)
+        .outerjoin(schedule_firings, schedule_firings.c.job_id == jobs.c.job_id)
     )
 
 
+OPTIONAL_VIEW_FIELDS = ("parent_id", "schedule_id")
+"""Shown when the store has them (their columns come with child jobs and schedules)."""
+
+
 def _view(row: Any) -> dict[str, Any]:
-    return {k: row._mapping[k] for k in VIEW_FIELDS}
+    m = row._mapping
+    return {k: m[k] for k in VIEW_FIELDS} | {k: m.get(k) for k in OPTIONAL_VIEW_FIELDS}
 
 
 async def get_job(engine: AsyncEngine, job_id: UUID) -> dict[str, Any] | None:
@@ -81,11 +91,16 @@ async def list_jobs(
     status: str | None = None,
     site: str | None = None,
     job_type: str | None = None,
+    parent_id: UUID | None = None,
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
+    schedule_id: UUID | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = _jobs_with_group()
-    for column, value in (("status", status), ("site", site), ("job_type", job_type)):
+    if schedule_id is not None:
+        query = query.where(schedule_firings.c.schedule_id == schedule_id)
+    filters = (("status", status), ("site", site), ("job_type", job_type), ("parent_id", parent_id))
+    for column, value in filters:
         if value is not None:
             query = query.where(jobs.c[column] == value)
     if submitted_after is not None:
@@ -95,8 +110,9 @@ async def list_jobs(
     if cursor:
         at, job_id = decode_cursor(cursor)
         try:
-            key = (datetime.fromisoformat(at), UUID(job_id))
-        except ValueError as exc:
+            at_time = datetime.fromisoformat(at)
+            key = (at_time.replace(tzinfo=at_time.tzinfo or UTC).astimezone(UTC), UUID(job_id))
+        except (ValueError, OverflowError) as exc:
             raise BadCursor("invalid cursor") from exc
         query = query.where(tuple_(jobs.c.listed_at, jobs.c.job_id) < key)
     query = query.order_by(jobs.c.listed_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
@@ -158,7 +174,7 @@ async def list_dead_letters(
         query = query.where(dead_letters.c.redriven_at.is_(None))
     if cursor:
         _, seq = decode_cursor(cursor)
-        if not seq.isdigit():
+        if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):  # fits a bigint
             raise BadCursor("invalid cursor")
         query = query.where(dead_letters.c.seq < int(seq))
     query = query.order_by(dead_letters.c.seq.desc()).limit(limit + 1)

@@ -1,9 +1,10 @@
-"""Writes to the status store: events, job views, dead letters (one transaction a batch)."""
+"""The status store on Postgres: the unit of work the ingest use cases run in."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.status.projection import JobView, freeze, reduce
+from services.status import ingest, saga
+from services.status.ingest import Arrival, DeadLetter, Outcome, StoredView, UnitOfWork
+from services.status.projection import JobView
 from services.status.tables import dead_letters, job_events, jobs
 from shared.contracts.events import AnyEvent, parse_event
 
@@ -24,30 +27,46 @@ _VIEW_COLUMNS = [
 ]
 
 
-def _row_to_view(row: Any) -> JobView:
+def _stored(row: Any) -> StoredView:
     m = row._mapping
-    return JobView(**{k: m[k] for k in _VIEW_COLUMNS}, key=(m["status_attempt"], m["status_rank"]))
+    view = JobView(**{k: m[k] for k in _VIEW_COLUMNS}, key=(m["status_attempt"], m["status_rank"]))
+    return StoredView(view, m["listed_at"])
 
 
-def _view_to_row(view: JobView, listed_at: datetime) -> dict[str, Any]:
-    row = asdict(view)
+def _row(stored: StoredView) -> dict[str, Any]:
+    row = asdict(stored.view)
     attempt, rank = row.pop("key")
     row.update(
-        status_attempt=attempt, status_rank=rank, listed_at=listed_at, updated_at=datetime.now(UTC)
+        status_attempt=attempt,
+        status_rank=rank,
+        listed_at=stored.listed_at,
+        updated_at=datetime.now(UTC),
     )
     return row
 
 
-async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[AnyEvent]:
-    """Record events and update their jobs' views in one transaction.
+class PgUnitOfWork:
+    """`ingest.UnitOfWork` on one Postgres transaction."""
 
-    Returns the events that were new (the rest were duplicates, skipped by event_id).
-    """
-    unique = list({e.event_id: e for e in events}.values())
-    if not unique:
-        return []
-    async with engine.begin() as conn:
-        inserted = await conn.execute(
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def lock_jobs(self, ids: Sequence[UUID]) -> None:
+        # transaction-scoped, taken in sorted order: no deadlock between replicas
+        await self.conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended(j::text, 0)) "
+                "FROM unnest(CAST(:ids AS uuid[])) AS j ORDER BY j"
+            ),
+            {"ids": sorted(ids)},
+        )
+
+    async def views(self, ids: Sequence[UUID]) -> dict[UUID, StoredView]:
+        rows = await self.conn.execute(select(jobs).where(jobs.c.job_id.in_(ids)))
+        return {r.job_id: _stored(r) for r in rows}
+
+    async def insert_events(self, events: Sequence[AnyEvent]) -> set[UUID]:
+        inserted = await self.conn.execute(
             insert(job_events)
             .values(
                 [
@@ -59,66 +78,76 @@ async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[
                         "occurred_at": e.occurred_at,
                         "payload": e.model_dump(mode="json"),
                     }
-                    for e in unique
+                    for e in events
                 ]
             )
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(job_events.c.event_id)
         )
-        new_ids = {r.event_id for r in inserted}
-        fresh = [e for e in unique if e.event_id in new_ids]
-        if fresh:
-            await _project(conn, fresh)
-    return fresh
+        return {r.event_id for r in inserted}
 
-
-async def _project(conn: AsyncConnection, arrived: list[AnyEvent]) -> None:
-    """Re-fold every job the new events touch, with set-based statements."""
-    by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
-    for event in arrived:
-        by_job[event.job_id].append(event)
-    ids = sorted(by_job)
-    # one writer per job at a time, even with several status replicas (sorted: no deadlock)
-    await conn.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(hashtextextended(j::text, 0)) "
-            "FROM unnest(CAST(:ids AS uuid[])) AS j ORDER BY j"
-        ),
-        {"ids": ids},
-    )
-    old_rows = {r.job_id: r for r in await conn.execute(select(jobs).where(jobs.c.job_id.in_(ids)))}
-    history: dict[UUID, list[AnyEvent]] = defaultdict(list)
-    for job_id, payload in await conn.execute(
-        select(job_events.c.job_id, job_events.c.payload).where(job_events.c.job_id.in_(ids))
-    ):
-        history[job_id].append(parse_event(payload))
-    rows = []
-    for job_id in ids:
-        old_row = old_rows.get(job_id)
-        old = _row_to_view(old_row) if old_row else None
-        view = freeze(old, reduce(job_id, history[job_id]), by_job[job_id])
-        first_seen = min(e.occurred_at for e in by_job[job_id])
-        listed_at = view.submitted_at or (old_row.listed_at if old_row else first_seen)
-        rows.append(_view_to_row(view, listed_at))
-    stmt = insert(jobs).values(rows)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["job_id"],
-            set_={k: stmt.excluded[k] for k in rows[0] if k != "job_id"},
+    async def histories(self, ids: Sequence[UUID]) -> dict[UUID, list[AnyEvent]]:
+        history: dict[UUID, list[AnyEvent]] = defaultdict(list)
+        query = select(job_events.c.job_id, job_events.c.payload).where(
+            job_events.c.job_id.in_(ids)
         )
-    )
+        for job_id, payload in await self.conn.execute(query):
+            history[job_id].append(parse_event(payload))
+        return history
 
+    async def save_views(self, views: Sequence[StoredView]) -> None:
+        rows = [_row(v) for v in views]
+        stmt = insert(jobs).values(rows)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["job_id"],
+                set_={k: stmt.excluded[k] for k in rows[0] if k != "job_id"},
+            )
+        )
 
-async def record_dead_letter(engine: AsyncEngine, values: dict[str, Any]) -> bool:
-    """Store one dead letter (idempotent by its id); True if it was new."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
+    async def insert_dead_letter(self, letter: DeadLetter) -> bool:
+        values = asdict(letter)
+        for transient in ("attempts", "publisher", "ending"):
+            values.pop(transient)
+        result = await self.conn.execute(
             insert(dead_letters)
             .values(values)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(dead_letters.c.seq)
         )
         return result.first() is not None
+
+    async def member_ended(self, job_id: UUID, status: str) -> None:
+        await saga.member_ended(self.conn, job_id, status, None)
+
+
+def unit_of_work(engine: AsyncEngine) -> ingest.UnitOfWorkFactory:
+    """A factory of units of work, each one transaction on `engine`."""
+
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[UnitOfWork]:
+        async with engine.begin() as conn:
+            yield PgUnitOfWork(conn)
+
+    return begin
+
+
+async def project(engine: AsyncEngine, arrivals: Sequence[Arrival]) -> list[Outcome]:
+    async with unit_of_work(engine)() as uow:
+        return await ingest.project(uow, arrivals)
+
+
+async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[AnyEvent]:
+    """Record events (unrestricted publisher) and update their views in one transaction;
+    returns the events that were new (the rest were duplicates, skipped by event_id)."""
+    outcomes = await project(engine, [Arrival(e) for e in events])
+    fresh = {e.event_id: e for e, o in zip(events, outcomes, strict=True) if o is Outcome.PROJECTED}
+    return list(fresh.values())
+
+
+async def record_dead_letter(engine: AsyncEngine, letter: DeadLetter) -> bool:
+    async with unit_of_work(engine)() as uow:
+        return await ingest.record_dead_letter(uow, letter)
 
 
 async def mark_redriven(engine: AsyncEngine, ids: Sequence[str]) -> None:

@@ -9,11 +9,13 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -53,10 +55,18 @@ jobs = Table(
     # newest-first listing key: submitted_at, or the first event seen until it arrives
     Column("listed_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("parent_id", UUID(as_uuid=True)),  # a child job's parent (contract section 6)
     Index("ix_jobs_listing", "listed_at", "job_id"),
+    Index("ix_jobs_parent_listing", "parent_id", "listed_at", "job_id"),
     Index("ix_jobs_status_listing", "status", "listed_at", "job_id"),
     Index("ix_jobs_site_status", "site", "status"),
     Index("ix_jobs_job_type", "job_type"),
+    # retention finds old terminal jobs without scanning the rest
+    Index(
+        "ix_jobs_finished",
+        "finished_at",
+        postgresql_where=text("status IN ('rejected', 'succeeded', 'dead_lettered', 'cancelled')"),
+    ),
 )
 
 job_events = Table(
@@ -84,10 +94,12 @@ dead_letters = Table(
     Column("detail", Text),
     Column("source_queue", Text),
     Column("dead_lettered_at", DateTime(timezone=True), nullable=False),
-    Column("body", Text, nullable=False),
+    Column("body", Text, nullable=False),  # readable copy (storable, see sanitize.py)
+    Column("raw_body", LargeBinary),  # the exact bytes, up to the store's limit
     Column("headers", JSONB, nullable=False),
     Column("redriven_at", DateTime(timezone=True)),
     Index("ix_dead_letters_open", "redriven_at", "seq"),
+    Index("ix_dead_letters_dead_lettered_at", "dead_lettered_at"),
 )
 
 job_groups = Table(
@@ -95,6 +107,8 @@ job_groups = Table(
     metadata,
     Column("group_id", UUID(as_uuid=True), primary_key=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # set once every member ended and every compensation it needs was submitted
+    Column("settled_at", DateTime(timezone=True)),
 )
 
 group_members = Table(
@@ -105,5 +119,54 @@ group_members = Table(
     Column("position", Integer, nullable=False),
     Column("compensation", JSONB),
     Column("compensation_job_id", UUID(as_uuid=True)),
+    # the coordinator's own record of how the member ended (from the job-ending events)
+    Column("outcome", Text),
+    Column("site", Text),  # where the member ran (its compensation runs there too)
+    Column("data_classification", Text),
+    Column("priority", SmallInteger),
     Index("ix_group_members_group", "group_id", "position"),
+    Index("ix_group_members_open", "job_id", postgresql_where=text("outcome IS NULL")),
+)
+
+# submissions written in the same transaction as the decision that calls for them, and
+# published after it by the relay (outbox.py)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", Text, nullable=False),  # the submitted job_id
+    Column("body", LargeBinary, nullable=False),  # a JobSubmitted for `jobs.intake`
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),
+    Index("ix_outbox_sent_at", "sent_at"),
+)
+
+# -- the worker fleet and long attempts' leases (services/status/workers.py) -------------
+workers = Table(
+    "workers",
+    metadata,
+    Column("instance", UUID(as_uuid=True), primary_key=True),  # one worker process
+    Column("worker", Text, nullable=False),
+    Column("site", Text, nullable=False),
+    Column("job_types", JSONB, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("running", JSONB, nullable=False),
+    Column("interval_seconds", Float, nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),  # status service's clock
+    Index("ix_workers_last_seen", "last_seen"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("instance", UUID(as_uuid=True), primary_key=True),
+    Column("worker", Text, nullable=False),
+    Column("job", JSONB, nullable=False),  # the placed job, to retry it if the lease lapses
+    Column("lease_seconds", Float, nullable=False),
+    Column("retry_base_seconds", Float, nullable=False),
+    Column("retry_max_seconds", Float, nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),  # status service's clock
 )

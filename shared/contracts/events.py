@@ -56,6 +56,7 @@ class JobSubmittedEvent(Event):
     not_before: AwareDatetime | None = None
     max_attempts: int = 3
     timeout_seconds: float | None = None
+    parent_id: UUID | None = None
 
 
 class JobRejected(Event):

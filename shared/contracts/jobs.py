@@ -43,6 +43,7 @@ class JobSpec(BaseModel):
     not_before: AwareDatetime | None = None
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    parent_id: UUID | None = None  # set on a child job submitted by a handler
 
     @model_validator(mode="after")
     def _one_delay_field(self) -> JobSpec:

@@ -10,6 +10,8 @@ from typing import Any
 from shared.errors import PermanentJobError
 from shared.worker.handlers import JobContext, Registry, registry
 
+BUILTINS_MODULE = __name__
+
 
 def _number(params: dict[str, Any], name: str, default: float) -> float:
     value = params.get(name, default)
@@ -42,25 +44,26 @@ async def fail(ctx: JobContext) -> dict[str, Any]:
     raise RuntimeError(str(ctx.params.get("error", "failed on purpose")))
 
 
-async def transcode(ctx: JobContext) -> dict[str, Any]:
-    """CPU work in steps (hashing), reporting progress; yields the loop between steps."""
+def transcode(ctx: JobContext) -> dict[str, Any]:
+    """Real CPU work in steps (hashing), reporting progress. A plain function: it runs in
+    a pool process, so it never stalls the worker's event loop."""
     work_ms = _number(ctx.params, "work_ms", 50)
     steps = 10
     digest = hashlib.sha256(str(ctx.job_id).encode())
     for step in range(1, steps + 1):
-        deadline = time.perf_counter() + work_ms / 1000 / steps
-        while time.perf_counter() < deadline:
+        deadline = time.process_time() + work_ms / 1000 / steps
+        while time.process_time() < deadline:
             digest.update(digest.digest())
-        await ctx.progress(100 * step / steps, f"step {step}/{steps}")
-        await asyncio.sleep(0)
+        ctx.progress(100 * step / steps, f"step {step}/{steps}")
     return {"digest": digest.hexdigest()[:16], "work_ms": work_ms}
 
 
 def register_builtins(target: Registry = registry) -> Registry:
     target.handler("noop", default_timeout=60)(noop)
-    target.handler("sleep", default_timeout=3600)(sleep)
+    # default timeouts under LEASE_AFTER_SECONDS: these attempts hold their delivery
+    target.handler("sleep", default_timeout=1200)(sleep)
     target.handler("flaky", default_timeout=60)(flaky)
     target.handler("fail", default_timeout=60)(fail)
-    target.handler("transcode", default_timeout=3600)(transcode)
-    target.handler("8k_transcode", default_timeout=3600)(transcode)
+    target.handler("transcode", default_timeout=600)(transcode)
+    target.handler("8k_transcode", default_timeout=1200)(transcode)
     return target

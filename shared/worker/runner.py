@@ -7,31 +7,35 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from shared import topology
-from shared.backoff import retry_delay
 from shared.bus import Bus
 from shared.cancellations import Cancellations
 from shared.contracts.events import (
-    JobDeadLettered,
-    JobFailed,
-    JobProgress,
     JobStarted,
     JobSucceeded,
 )
 from shared.contracts.jobs import DataClassification, PlacedJob, Site
 from shared.contracts.parsing import readable_job_id
+from shared.contracts.workers import RunningAttempt
 from shared.dead_letters import DeadLetterReason
-from shared.errors import JobTimeout, PermanentError
+from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
 from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
 from shared.worker.executors import Executor
+from shared.worker.failing import RetryPolicy, dead_letter, fail_attempt
 from shared.worker.handlers import JobContext
+from shared.worker.leases import Leases, Leasing
+from shared.worker.link import LoopLink
+
+SettleEarly = Callable[[], Awaitable[None]]
+SLOT_WAIT_SECONDS = 5.0
+PARK_SECONDS = 5.0
+
 
 log = logging.getLogger("hybridq.worker")
 
@@ -49,6 +53,9 @@ class Runner:
         retry_base_seconds: float,
         retry_max_seconds: float,
         rng: random.Random | None = None,
+        leasing: Leasing | None = None,
+        instance: UUID | None = None,
+        concurrency: int = 4,
     ) -> None:
         self.site = site
         self.bus = bus
@@ -59,11 +66,30 @@ class Runner:
         self.retry_base = retry_base_seconds
         self.retry_max = retry_max_seconds
         self.rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(concurrency)
+        self.slot_wait_seconds = SLOT_WAIT_SECONDS
+        self.instance = instance or uuid4()
+        self.leases = Leases(
+            bus,
+            worker_name,
+            self.instance,
+            site,
+            leasing or Leasing(),
+            RetryPolicy(retry_base_seconds, retry_max_seconds),
+        )
         self.running: dict[UUID, asyncio.Task[dict[str, Any]]] = {}
+        self.attempts: dict[UUID, RunningAttempt] = {}
         self._handing_back: set[UUID] = set()
 
     # -- entry point ----------------------------------------------------------------
-    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
+    async def handle(
+        self,
+        body: bytes,
+        source_queue: str,
+        *,
+        redelivered: bool = False,
+        settle_early: SettleEarly | None = None,
+    ) -> str:
         try:
             job = PlacedJob.model_validate_json(body)
         except ValidationError as exc:
@@ -96,45 +122,76 @@ class Runner:
             return await self._failed(
                 job, "attempt interrupted: the worker holding it was lost", permanent=False
             )
-        return await self._attempt(job)
+        return await self._in_a_slot(job, settle_early)
+
+    async def _in_a_slot(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
+        """At most `concurrency` attempts at once, leased ones included. A leased attempt
+        no longer holds a delivery, so the broker may deliver more than there are slots:
+        such a job waits briefly, then is parked (same attempt) through a delay tier
+        rather than held unacked for as long as a long attempt runs."""
+        try:
+            async with asyncio.timeout(self.slot_wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            now = self.clock()
+            later = now + timedelta(seconds=PARK_SECONDS)
+            await self.bus.delay(job.model_copy(update={"run_at": later}), now)
+            log.info("every slot is busy: parked", extra={"job_id": str(job.job_id)})
+            return "parked"
+        try:
+            return await self._attempt(job, settle_early)
+        finally:
+            self._slots.release()
 
     # -- one attempt ----------------------------------------------------------------
-    async def _attempt(self, job: PlacedJob) -> str:
+    async def _attempt(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
         started = time.monotonic()
         await self.bus.event(
             JobStarted(
                 job_id=job.job_id, site=self.site, attempt=job.attempt, worker=self.worker_name
             )
         )
-
-        async def report(percent: float, message: str) -> None:
-            await self.bus.event(
-                JobProgress(
-                    job_id=job.job_id, attempt=job.attempt, percent=percent, message=message
-                )
-            )
-
-        ctx = JobContext(job.job_id, job.job_type, job.params, job.attempt, report)
         timeout = job.timeout_seconds or self.executor.default_timeout(job.job_type)
-        task = asyncio.create_task(self._run(ctx, timeout), name=f"job-{job.job_id}")
+        if settle_early is not None and self.leases.needed(timeout):
+            await self.leases.take(job)
+            await settle_early()  # the broker no longer holds it: no consumer timeout
+        link = LoopLink(self.bus, job)
+        ctx = JobContext(
+            job.job_id,
+            job.job_type,
+            job.params,
+            job.attempt,
+            link,
+            job.data_classification.value,
+        )
+        task = asyncio.create_task(self._run(ctx, link, timeout), name=f"job-{job.job_id}")
         self.running[job.job_id] = task
+        self.attempts[job.job_id] = RunningAttempt(
+            job_id=job.job_id, attempt=job.attempt, job_type=job.job_type, started_at=self.clock()
+        )
         self.cancellations.watch(job.job_id, task)
         try:
             await asyncio.wait({task})
         finally:
             self.running.pop(job.job_id, None)
+            self.attempts.pop(job.job_id, None)
             self.cancellations.unwatch(job.job_id)
-        outcome = await self._settle(job, task, time.monotonic() - started)
+        try:
+            outcome = await self._settle(job, task, time.monotonic() - started)
+        finally:
+            await self.leases.release(job)
         WORKER_ATTEMPTS.labels(self.site.value, job.job_type, outcome).inc()
         WORKER_DURATION.labels(self.site.value, job.job_type, outcome).observe(
             time.monotonic() - started
         )
         return outcome
 
-    async def _run(self, ctx: JobContext, timeout: float) -> dict[str, Any]:
+    async def _run(self, ctx: JobContext, link: LoopLink, timeout: float) -> dict[str, Any]:
         try:
             async with asyncio.timeout(timeout):
-                return await self.executor.run(ctx)
+                result = await self.executor.run(ctx)
+                await link.settled()  # every child submission confirmed before success
+                return result
         except TimeoutError as exc:
             raise JobTimeout(f"timeout: the attempt ran longer than {timeout:g}s") from exc
 
@@ -163,68 +220,22 @@ class Runner:
             log.info("succeeded", extra={"job_id": str(job.job_id), "attempt": job.attempt})
             return "succeeded"
         permanent = isinstance(exc, PermanentError)
-        error = str(exc) if isinstance(exc, JobTimeout) else f"{type(exc).__name__}: {exc}"
+        described = isinstance(exc, JobTimeout | HandlerRaised | HandlerProcessDied)
+        error = str(exc) if described else f"{type(exc).__name__}: {exc}"
         return await self._failed(job, error, permanent=permanent)
 
     async def _failed(self, job: PlacedJob, error: str, *, permanent: bool) -> str:
-        now = self.clock()
-        if not permanent and job.attempt < job.last_attempt:
-            wait = retry_delay(job.attempt, self.retry_base, self.retry_max, self.rng)
-            retry_at = now + timedelta(seconds=wait)
-            await self.bus.event(
-                JobFailed(
-                    job_id=job.job_id,
-                    site=self.site,
-                    attempt=job.attempt,
-                    error=error,
-                    retry_at=retry_at,
-                )
-            )
-            await self.bus.delay(
-                job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at}), now
-            )
-            log.info(
-                "failed; retry scheduled",
-                extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},
-            )
-            return "retrying"
-        await self.bus.event(
-            JobFailed(job_id=job.job_id, site=self.site, attempt=job.attempt, error=error)
+        policy = RetryPolicy(self.retry_base, self.retry_max)
+        return await fail_attempt(
+            self.bus, job, error, permanent=permanent, now=self.clock(), policy=policy, rng=self.rng
         )
-        reason = DeadLetterReason.PERMANENT_ERROR if permanent else DeadLetterReason.MAX_ATTEMPTS
-        await self._dead_letter(
-            job.model_dump_json().encode(),
-            str(job.job_id),
-            topology.work_queue_name(self.site),
-            reason,
-            error,
-            job.attempt,
-        )
-        return "dead_lettered"
 
     # -- refusals and dead letters -------------------------------------------------
     async def _refuse(
         self, body: bytes, source_queue: str, reason: str, detail: str, attempts: int = 0
     ) -> str:
-        await self._dead_letter(body, _job_id_of(body), source_queue, reason, detail, attempts)
+        await dead_letter(self.bus, body, _job_id_of(body), source_queue, reason, detail, attempts)
         return f"refused:{reason}"
-
-    async def _dead_letter(
-        self,
-        body: bytes,
-        job_id: str | None,
-        source_queue: str,
-        reason: str,
-        detail: str,
-        attempts: int,
-    ) -> None:
-        await self.bus.dead_letter(
-            body, reason=reason, source_queue=source_queue, detail=detail, job_id=job_id
-        )
-        if job_id is not None:
-            await self.bus.event(
-                JobDeadLettered(job_id=UUID(job_id), reason=reason, attempts=attempts)
-            )
 
     # -- graceful drain -------------------------------------------------------------
     async def drain(self, timeout: float) -> None:

@@ -15,14 +15,18 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.cancellations import Cancellations, listen
+from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.jobs import Site
+from shared.identity import WorkerUsers
 from shared.metrics import serve_metrics
 from shared.service import raw_body, settle, stop_deliveries
 from shared.settings import WorkerSettings
-from shared.worker.builtins import register_builtins
-from shared.worker.executors import Executor, InProcessExecutor
+from shared.worker.executors import Executor, LocalExecutor
 from shared.worker.handlers import Registry
+from shared.worker.heartbeat import Heartbeat
+from shared.worker.leases import Leasing
+from shared.worker.loading import load_handlers, pool_modules
+from shared.worker.pool import ProcessPool
 from shared.worker.runner import Runner
 
 
@@ -35,14 +39,16 @@ class Worker:
     app: FastStream
     broker: RabbitBroker
     runner: Runner
+    pool: ProcessPool
+    heartbeat: Heartbeat
 
 
-def make_executor(settings: WorkerSettings, registry: Registry) -> Executor:
+def make_executor(settings: WorkerSettings, registry: Registry, pool: ProcessPool) -> Executor:
     if settings.executor == "http":
         from shared.worker.http_executor import HttpExecutor
 
         return HttpExecutor.from_settings(settings, registry)
-    return InProcessExecutor(registry)
+    return LocalExecutor(registry, pool)
 
 
 def build(
@@ -50,9 +56,15 @@ def build(
     settings: WorkerSettings | None = None,
     *,
     executor: Executor | None = None,
+    registry: Registry | None = None,
     clock: Callable[[], datetime] = _now,
 ) -> Worker:
+    """The worker of `site`. Tests may pass their own executor or registry (instead of
+    the module-level registry filled from HYBRIDQ_HANDLERS) and clock."""
     settings = settings or WorkerSettings()
+    if registry is None:
+        registry = load_handlers(settings.handler_modules)  # HandlerModuleError: no start
+    pool = ProcessPool(settings.concurrency, pool_modules(settings.handler_modules))
     broker = make_broker(
         settings.amqp_url, settings.concurrency, graceful_timeout=settings.drain_seconds + 3
     )
@@ -61,45 +73,73 @@ def build(
     runner = Runner(
         site=site,
         bus=Bus(broker),
-        executor=executor or make_executor(settings, register_builtins(Registry())),
+        executor=executor or make_executor(settings, registry, pool),
         cancellations=cancellations,
         clock=clock,
         worker_name=settings.worker_name or f"{site.value}@{socket.gethostname()}",
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
+        leasing=Leasing(settings.lease_after_seconds, settings.lease_seconds),
+        concurrency=settings.concurrency,
+    )
+    heartbeat = Heartbeat(
+        runner.bus,
+        runner,
+        sorted(registry.job_types()),
+        settings.concurrency,
+        settings.heartbeat_seconds,
     )
 
     async def handle(msg: RabbitMessage) -> None:
         redelivered = bool(getattr(msg.raw_message, "redelivered", False))
 
         async def run(body: bytes, source: str) -> str:
-            return await runner.handle(body, source, redelivered=redelivered)
+            # settle_early: a long attempt acks once it holds a lease (then `settle`'s own
+            # ack or nack is a no-op: FastStream settles a message once)
+            return await runner.handle(body, source, redelivered=redelivered, settle_early=msg.ack)
 
         await settle(msg, queue.name, run)
 
     subscriber = broker.subscriber(
         queue,
-        topology.DISPATCH,
+        topology.passive(topology.DISPATCH),  # a worker's user configures its queue only
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title=f"{site.value}_worker",
     )
     subscriber(handle)
-    listen(broker, cancellations, f"{site.value}-worker")
+    feed = CancellationFeed(broker, runner.bus, cancellations, WorkerUsers.from_settings(settings))
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
+
+    beating: list[asyncio.Task[None]] = []
 
     @app.on_startup
     async def declare() -> None:
+        if isinstance(runner.executor, LocalExecutor):
+            await pool.start()  # warm before the first job (a remote executor needs none)
         await broker.connect()
         await topology.declare(broker, topology.worker_bindings(settings.work_queue_type))
+        # the work queue's consumer starts after this hook: no job is taken before the
+        # cancellations replay has reached the present
+        await feed.start()
+        await cancellations.caught_up()
         if settings.metrics_port:
             serve_metrics(settings.metrics_port)
+
+    @app.after_startup
+    async def announce() -> None:
+        beating.append(asyncio.create_task(heartbeat.run(), name="heartbeat"))
 
     @app.on_shutdown
     async def drain() -> None:
         # No new deliveries; then subscriber.stop() waits for the handlers in flight while
-        # runner.drain() hands back what still runs after DRAIN_SECONDS.
+        # runner.drain() hands back what still runs after DRAIN_SECONDS (a handler in a
+        # pool process is killed), then the pool's idle processes go too.
         await stop_deliveries(subscriber)
         await asyncio.gather(subscriber.stop(), runner.drain(settings.drain_seconds))
+        for task in beating:
+            task.cancel()
+        await pool.close()
+        await feed.stop()
 
-    return Worker(app, broker, runner)
+    return Worker(app, broker, runner, pool, heartbeat)

@@ -102,6 +102,16 @@ async def test_auth_rules(stack: Stack) -> None:
         assert (await admin.post("/dead-letters/redrive", json={"ids": []})).status_code == 202
         unknown = await admin.post("/jobs/00000000-0000-4000-8000-000000000000/cancel")
         assert unknown.status_code == 404
+        # schedules: submissions, so either token; nothing without one
+        schedule = {"name": "auth", "every_seconds": 3600, "job": {"job_type": "noop"}}
+        assert (await anonymous.post("/schedules", json=schedule)).status_code == 401
+        assert (await wrong.get("/schedules")).status_code == 401
+        created = (await reader.post("/schedules", json=schedule)).json()["schedule_id"]
+        assert (await reader.get(f"/schedules/{created}")).status_code == 200
+        assert (await anonymous.delete(f"/schedules/{created}")).status_code == 401
+        paused = await reader.patch(f"/schedules/{created}", json={"enabled": False})
+        assert paused.status_code == 200
+        assert (await admin.delete(f"/schedules/{created}")).status_code == 204
 
 
 def _get(stack: Stack, path: str) -> httpx.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -132,11 +133,105 @@ async def test_a_worker_cannot_configure_what_it_does_not_use(
             await channel.declare_queue("jobs.status.events", durable=True)
 
 
+@pytest.mark.parametrize("queue_name", ["jobs.private", "jobs.cancellations", "jobs.router.due"])
+async def test_a_public_worker_cannot_delete_what_it_does_not_own(
+    loaded: tuple[str, str, Path], queue_name: str
+) -> None:
+    vhost, suffix, _ = loaded
+    connection = await aio_pika.connect(url(vhost, suffix, "hybridq-public-worker"))
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name, ensure=False)
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await queue.delete(if_unused=False, if_empty=False)
+
+
+async def publish_error(
+    amqp_url: str, exchange: str, routing_key: str, user_id: str | None = None
+) -> type[Exception] | None:
+    """Publish one confirmed message; the broker's refusal, if any."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        target = (
+            channel.default_exchange
+            if exchange == ""
+            else await channel.get_exchange(exchange, ensure=False)
+        )
+        try:
+            await target.publish(aio_pika.Message(b"{}", user_id=user_id), routing_key)
+        except aiormq.exceptions.AMQPError as exc:
+            return type(exc)
+        return None
+
+
+REFUSED = aiormq.exceptions.ChannelAccessRefused
+
+
+@pytest.mark.parametrize(
+    ("user", "exchange", "routing_key", "error"),
+    [
+        ("hybridq-public-worker", "jobs.dispatch", "private", REFUSED),
+        ("hybridq-public-worker", "jobs.events", "job.cancelled", REFUSED),
+        ("hybridq-public-worker", "jobs.events", "job.submitted", REFUSED),
+        ("hybridq-public-worker", "jobs.events", "job.redriven", REFUSED),
+        ("hybridq-public-worker", "", "jobs.private", REFUSED),  # the default exchange
+        ("hybridq-private-worker", "jobs.dispatch", "public", REFUSED),
+        ("hybridq-router", "jobs.events", "job.cancelled", REFUSED),
+        # what they may publish (so the refusals above are about the keys)
+        ("hybridq-public-worker", "jobs.dispatch", "public", None),
+        ("hybridq-public-worker", "jobs.events", "job.started", None),
+        ("hybridq-status", "jobs.events", "job.cancelled", None),
+    ],
+)
+async def test_publishers_are_limited_to_their_routing_keys(
+    loaded: tuple[str, str, Path],
+    user: str,
+    exchange: str,
+    routing_key: str,
+    error: type[Exception] | None,
+) -> None:
+    vhost, suffix, _ = loaded
+    assert await publish_error(url(vhost, suffix, user), exchange, routing_key) is error
+
+
+async def test_a_worker_cannot_publish_as_another_user(loaded: tuple[str, str, Path]) -> None:
+    vhost, suffix, _ = loaded
+    forged = await publish_error(
+        url(vhost, suffix, "hybridq-public-worker"),
+        "jobs.events",
+        "job.succeeded",
+        user_id=f"hybridq-private-worker{suffix}",
+    )
+    assert forged is aiormq.exceptions.ChannelPreconditionFailed
+    own = await publish_error(
+        url(vhost, suffix, "hybridq-public-worker"),
+        "jobs.events",
+        "job.succeeded",
+        user_id=f"hybridq-public-worker{suffix}",
+    )
+    assert own is None
+
+
+async def park(amqp_url: str, site: str, user_id: str | None = None) -> str:
+    """Publish a placed job straight to the router's due path, as a worker could."""
+    job_id = str(uuid.uuid4())
+    body = json.dumps({"job_id": job_id, "job_type": "noop", "site": site}).encode()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        delay = await channel.get_exchange("jobs.delay", ensure=False)
+        await delay.publish(aio_pika.Message(body, delivery_mode=2, user_id=user_id), "due")
+    return job_id
+
+
 async def test_services_run_with_only_their_own_users(
     loaded: tuple[str, str, Path], database_url: str, tmp_path: Path
 ) -> None:
     vhost, suffix, _ = loaded
     env = {
+        "PUBLIC_WORKER_USER": f"hybridq-public-worker{suffix}",
+        "PRIVATE_WORKER_USER": f"hybridq-private-worker{suffix}",
         "DATABASE_URL": database_url,
         "STATUS_HTTP_PORT": str(free_port()),
         "ROUTER_STATE_DIR": str(tmp_path / "router"),
@@ -159,6 +254,26 @@ async def test_services_run_with_only_their_own_users(
             posted = (await http.post("/jobs", json={"job_type": "noop"})).json()["job_id"]
         for job_id in [*(j["job_id"] for j in jobs), posted]:
             assert (await wait_for(stack.api, job_id))["status"] == "succeeded"
+        # a compromised public worker parks private jobs on the delay path (with its
+        # validated user_id, or leaving the property out): refused; its own site's runs
+        public_worker = url(vhost, suffix, "hybridq-public-worker")
+        injected = [
+            await park(public_worker, "private", f"hybridq-public-worker{suffix}"),
+            await park(public_worker, "private"),
+        ]
+        allowed = await park(public_worker, "public", f"hybridq-public-worker{suffix}")
+        async with httpx.AsyncClient(base_url=stack.api) as http:
+            for _ in range(100):
+                letters = (await http.get("/dead-letters")).json()["items"]
+                refused = [d for d in letters for i in injected if i in str(d["body"])]
+                done = (await http.get(f"/jobs/{allowed}/events")).json()["items"]
+                if len(refused) == 2 and done:
+                    break
+                await asyncio.sleep(0.2)
+            assert [d["reason"] for d in refused] == ["forbidden", "forbidden"]
+            for job_id in injected:
+                assert (await http.get(f"/jobs/{job_id}/events")).json()["items"] == []
+            assert "JobSucceeded" in [e["type"] for e in done]
         live = await asyncio.to_thread(
             subprocess.run,
             ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "vhost", "user"],

@@ -28,11 +28,21 @@ def remote() -> Iterator[tuple[FakeBatchApi, str]]:
     server.should_exit = True
 
 
-def context(params: dict[str, Any], progress: list[float]) -> JobContext:
-    async def report(percent: float, message: str) -> None:
-        progress.append(percent)
+class Recorder:
+    """A context link that records progress (the executor submits no child jobs)."""
 
-    return JobContext(uuid.uuid4(), "transcode", params, 1, report)
+    def __init__(self, progress: list[float]) -> None:
+        self.seen = progress
+
+    def progress(self, percent: float, message: str) -> None:
+        self.seen.append(percent)
+
+    def submit(self, request: dict[str, Any]) -> None:
+        raise AssertionError("no child jobs expected")
+
+
+def context(params: dict[str, Any], progress: list[float]) -> JobContext:
+    return JobContext(uuid.uuid4(), "transcode", params, 1, Recorder(progress))
 
 
 def executor(url: str, token: str = "s3cret") -> HttpExecutor:

@@ -169,3 +169,20 @@ async def test_listing_filters_by_submitted_time_range(engine: AsyncEngine) -> N
         submitted_before=T0 + timedelta(hours=3),
     )
     assert [i["job_id"] for i in items] == [ids[2], ids[1]]
+
+
+async def test_a_malformed_copy_never_changes_an_accepted_job(engine: AsyncEngine) -> None:
+    """A JobRejected for a running job changes nothing; one that arrived before the
+    acceptance gives way to it."""
+    running, late_accepted = uuid.uuid4(), uuid.uuid4()
+    await apply_events(engine, lifecycle(running)[:3])
+    await apply_events(engine, [ev.JobRejected(job_id=running, reason="malformed copy")])
+    await apply_events(
+        engine, [ev.JobRejected(job_id=late_accepted, reason="copy", occurred_at=T0)]
+    )
+    shown = await queries.get_job(engine, late_accepted)
+    assert shown is not None
+    assert shown["status"] == "rejected"
+    await apply_events(engine, lifecycle(late_accepted)[:2])
+    views = [await queries.get_job(engine, j) for j in (running, late_accepted)]
+    assert [v["status"] for v in views if v] == ["running", "queued"]

@@ -19,6 +19,8 @@ class Captured:
     dispatched: list[tuple[str, dict[str, Any], int | None]] = field(default_factory=list)
     delayed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     dead_letters: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    submitted: list[dict[str, Any]] = field(default_factory=list)
+    worker_messages: list[dict[str, Any]] = field(default_factory=list)
 
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
@@ -41,6 +43,22 @@ def capture(broker: RabbitBroker) -> Captured:
     )
     async def on_event(msg: RabbitMessage) -> None:
         seen.events.append(json.loads(msg.body))
+
+    @broker.subscriber(
+        RabbitQueue("test.worker", routing_key=topology.WORKER_KEYS),
+        topology.EVENTS,
+        decoder=raw_body,
+    )
+    async def on_worker_message(msg: RabbitMessage) -> None:
+        seen.worker_messages.append(json.loads(msg.body))
+
+    @broker.subscriber(
+        RabbitQueue("test.intake", routing_key=topology.SUBMITTED_KEY),
+        topology.INTAKE,
+        decoder=raw_body,
+    )
+    async def on_submitted(msg: RabbitMessage) -> None:
+        seen.submitted.append(_json(msg.body))
 
     for site in ("public", "private"):
 

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from services.status.groups import compensation_job_id, group_status
+from services.status.groups import group_status
+from services.status.saga import Member, compensation_job_id, compensations_due
 
 
 @pytest.mark.parametrize(
@@ -32,3 +33,46 @@ def test_compensation_ids_are_deterministic() -> None:
     group, member = uuid.uuid4(), uuid.uuid4()
     assert compensation_job_id(group, member) == compensation_job_id(group, member)
     assert compensation_job_id(group, member) != compensation_job_id(group, uuid.uuid4())
+
+
+def member(outcome: str | None, compensation: bool = True, **extra: object) -> Member:
+    fields: dict[str, object] = {
+        "site": "public",
+        "data_classification": "internal",
+        "priority": 7,
+        "compensation_job_id": None,
+        **extra,
+    }
+    return Member(
+        job_id=uuid.uuid4(),
+        compensation={"job_type": "noop", "params": {"undo": 1}} if compensation else None,
+        outcome=outcome,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_cancelled_member_calls_for_the_succeeded_members_compensations() -> None:
+    group = uuid.uuid4()
+    done, secret, plain, cancelled = (
+        member("succeeded"),
+        member("succeeded", data_classification="confidential"),
+        member("succeeded", compensation=False),
+        member("cancelled"),
+    )
+    due = compensations_due(group, [done, secret, plain, cancelled])
+    assert [j.job_id for j in due] == [
+        compensation_job_id(group, done.job_id),
+        compensation_job_id(group, secret.job_id),
+    ]
+    assert [j.target_cloud for j in due] == ["public", "private"]  # confidential stays private
+    assert due[0].params == {"undo": 1}
+    assert due[0].priority == 7
+
+
+def test_nothing_is_due_while_no_member_failed_or_once_submitted() -> None:
+    group = uuid.uuid4()
+    assert compensations_due(group, [member("succeeded"), member(None)]) == []
+    already = member("succeeded", compensation_job_id=uuid.uuid4())
+    assert compensations_due(group, [already, member("dead_lettered")]) == []
+    # a member that succeeds after the group failed is compensated then
+    assert len(compensations_due(group, [member("rejected"), member("succeeded")])) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,6 @@ from shared import topology
 from shared.contracts.jobs import Site
 from shared.settings import WorkerSettings
 from shared.worker.builtins import register_builtins
-from shared.worker.executors import InProcessExecutor
 from shared.worker.handlers import JobContext, Registry
 from shared.worker.service import Worker, build
 from tests.unit.capture import capture
@@ -23,15 +23,25 @@ from tests.unit.capture import capture
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-def worker(site: Site, registry: Registry | None = None) -> Worker:
-    settings = WorkerSettings(RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=300, WORKER_NAME="w1")
+BUILT: list[Worker] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_pools() -> AsyncIterator[None]:
+    yield
+    while BUILT:
+        await BUILT.pop().pool.close()
+
+
+def worker(site: Site, registry: Registry | None = None, **settings: Any) -> Worker:
+    config = WorkerSettings(
+        RETRY_BASE_SECONDS=1, RETRY_MAX_SECONDS=300, WORKER_NAME="w1", **settings
+    )
     built = build(
-        site,
-        settings,
-        executor=InProcessExecutor(registry or register_builtins(Registry())),
-        clock=lambda: NOW,
+        site, config, registry=registry or register_builtins(Registry()), clock=lambda: NOW
     )
     built.runner.rng = random.Random(7)
+    BUILT.append(built)
     return built
 
 

@@ -1,32 +1,84 @@
-"""Bearer-token auth: API_TOKEN or ADMIN_TOKEN to read and submit; ADMIN_TOKEN to operate."""
+"""Bearer-token auth: API_TOKEN or ADMIN_TOKEN to read and submit; ADMIN_TOKEN to operate.
+
+Two layers. `AuthGate` (ASGI middleware) refuses every request without a valid token
+before any route runs -- `/docs`, `/openapi.json` and unknown paths included -- except
+the public paths below, which hold no data. `require_admin` (a route dependency) then
+keeps cancel and redrive to the admin token.
+"""
 
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.status.api.limits import ASGIApp, Receive, Scope, Send
 from shared.settings import StatusSettings
 
 bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ui", "/ui/"})
+"""Answer without a token: probes, metrics, and the dashboard's HTML shell (no data in it;
+the page asks for the token and sends it with every API call)."""
+PUBLIC_PREFIXES: tuple[str, ...] = ("/ui/static/",)
+"""Allow-list hook for the dashboard's static files (scripts, styles: no data)."""
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def _matches(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _tokens(request: Request) -> tuple[str | None, str | None]:
-    settings: StatusSettings = request.app.state.settings
+def tokens(settings: StatusSettings) -> tuple[str | None, str | None]:
     api = settings.api_token.get_secret_value() if settings.api_token else None
     admin = settings.admin_token.get_secret_value() if settings.admin_token else None
     return api, admin
 
 
+def bearer_token(authorization: str) -> str:
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+class AuthGate:
+    """401 for any path but the public ones when a token is configured."""
+
+    def __init__(self, app: ASGIApp, settings: StatusSettings) -> None:
+        self.app = app
+        self.api, self.admin = tokens(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (self.api is None and self.admin is None):
+            await self.app(scope, receive, send)
+            return
+        if is_public(scope["path"]) or self._valid(scope):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": "missing or invalid bearer token"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b"Bearer"),
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _valid(self, scope: Scope) -> bool:
+        raw = dict(scope["headers"]).get(b"authorization", b"")
+        given = bearer_token(raw.decode("latin-1"))
+        return bool(given) and (_matches(given, self.api) or _matches(given, self.admin))
+
+
 def require_reader(request: Request, credentials: Credentials) -> None:
-    api, admin = _tokens(request)
+    """Either token (AuthGate already checks this; kept on routes as a second layer)."""
+    api, admin = tokens(request.app.state.settings)
     if api is None and admin is None:
         return
     given = credentials.credentials if credentials else ""
@@ -37,15 +89,15 @@ def require_reader(request: Request, credentials: Credentials) -> None:
 
 
 def require_admin(request: Request, credentials: Credentials) -> None:
-    """ADMIN_TOKEN is needed; where only API_TOKEN is set, it is the operator's token too."""
-    api, admin = _tokens(request)
+    """Cancel and redrive need ADMIN_TOKEN; with only API_TOKEN set, nobody may operate."""
+    api, admin = tokens(request.app.state.settings)
     if api is None and admin is None:
         return
     given = credentials.credentials if credentials else ""
-    if _matches(given, admin) or (admin is None and _matches(given, api)):
+    if _matches(given, admin):
         return
     if _matches(given, api):
-        raise HTTPException(403, "this action needs the admin token")
+        raise HTTPException(403, "this action needs the admin token (ADMIN_TOKEN)")
     raise HTTPException(
         401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
     )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from services.status import operations, queries
 from services.status.api.auth import Admin, Reader
-from services.status.api.deps import Res
+from services.status.api.deps import Res, unavailable
 from services.status.api.schemas import DeadLetterPage, Redriven, RedriveRequest
 
 router = APIRouter(tags=["dead letters"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["dead letters"])
 async def list_dead_letters(
     res: Res,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
     include_redriven: bool = False,
 ) -> dict[str, Any]:
     try:
@@ -34,9 +34,14 @@ async def list_dead_letters(
     "/dead-letters/redrive", status_code=202, response_model=Redriven, dependencies=[Admin]
 )
 async def redrive(res: Res, body: RedriveRequest) -> Redriven:
-    """Re-open dead-lettered jobs; `site` re-places them (residency permitting)."""
+    """Re-open dead-lettered jobs; `site` re-places them (residency permitting; refused
+    letters are listed in `skipped`). Each dead letter is redriven at most once, even by
+    concurrent requests: `redriven` counts the letters this request claimed."""
     letters = await queries.dead_letters_to_redrive(
         res.engine, ids=body.ids, reason=body.reason, job_type=body.job_type, limit=body.limit
     )
-    count, skipped = await operations.redrive(res.engine, res.bus, letters, body.site)
+    try:
+        count, skipped = await operations.redrive(res.engine, res.bus, letters, body.site)
+    except operations.BackendUnavailable as exc:
+        raise unavailable(exc) from exc
     return Redriven(redriven=count, skipped=skipped)

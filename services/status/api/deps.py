@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status.operations import PolicyRefusal
+from services.status.api.streams import StreamSlots
+from services.status.operations import BackendUnavailable, PolicyRefusal
 from services.status.projector import Projector
 from shared.bus import Bus
 from shared.placement.rules import Rules
@@ -26,6 +27,7 @@ class Resources:
     rules: Rules
     depths: QueueDepths
     projector: Projector
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(100))
     stats_cache: tuple[float, dict[str, Any]] | None = None
     """The last /stats answer and when it was computed (monotonic seconds)."""
 
@@ -48,3 +50,8 @@ def policy_error(exc: PolicyRefusal, field_prefix: str = "") -> HTTPException:
             "errors": [{"field": f"{field_prefix}{refusal.field}", "message": refusal.reason}],
         },
     )
+
+
+def unavailable(exc: BackendUnavailable) -> HTTPException:
+    """503: the broker or database did not answer; the client may retry."""
+    return HTTPException(503, str(exc), headers={"Retry-After": "5"})

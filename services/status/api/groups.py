@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.status import groups, operations
 from services.status.api.auth import Reader
 from services.status.api.deps import Res, policy_error
-from services.status.api.schemas import JobViewOut, SubmitJob
+from services.status.api.schemas import JobViewOut, SubmitJob, no_nul
 from shared.contracts.jobs import JobSubmitted, JobType
 
 router = APIRouter(tags=["job groups"])
@@ -21,7 +21,7 @@ class Compensation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_type: JobType
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Annotated[dict[str, Any], AfterValidator(no_nul)] = Field(default_factory=dict)
 
 
 class GroupJob(SubmitJob):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -14,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from services.status import operations, queries
 from services.status.api.auth import Admin, Reader
-from services.status.api.deps import Res, policy_error
+from services.status.api.deps import Res, policy_error, unavailable
 from services.status.api.schemas import (
     Accepted,
     CancelRequest,
@@ -23,22 +19,37 @@ from services.status.api.schemas import (
     JobViewOut,
     SubmitJob,
     Submitted,
+    UtcDatetime,
 )
-from services.status.projection import STATUSES, TERMINAL
+from services.status.api.streams import BoundedStream, follow
+from services.status.projection import STATUSES
 from shared.contracts.jobs import JobSubmitted
 
 router = APIRouter(tags=["jobs"])
 MAX_PAGE = 500
 
 
-@router.post("/jobs", status_code=202, response_model=Submitted, dependencies=[Reader])
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=Submitted,
+    dependencies=[Reader],
+    responses={
+        413: {"description": "body over 256 KiB"},
+        503: {"description": "the broker did not confirm in time; retry with the same job_id"},
+    },
+)
 async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     """Submit a job (published to `jobs.intake`). 422 for invalid or policy-refused jobs."""
     job = JobSubmitted(**{**body.model_dump(), "job_id": body.job_id or uuid4()})
     try:
-        await operations.submit(res.bus, res.rules, job)
+        await operations.submit(res.bus, res.rules, job, res.settings.publish_timeout_seconds)
     except operations.PolicyRefusal as exc:
         raise policy_error(exc) from exc
+    except operations.TooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except operations.BackendUnavailable as exc:
+        raise unavailable(exc) from exc
     return Submitted(job_id=job.job_id)
 
 
@@ -55,11 +66,13 @@ async def list_jobs(
     res: Res,
     status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
     site: Annotated[str | None, Query(pattern="^(public|private)$")] = None,
-    job_type: str | None = None,
-    submitted_after: datetime | None = None,
-    submitted_before: datetime | None = None,
+    job_type: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
+    parent_id: UUID | None = None,
+    schedule_id: UUID | None = None,
+    submitted_after: UtcDatetime | None = None,
+    submitted_before: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
     if status is not None and status not in STATUSES:
@@ -72,8 +85,10 @@ async def list_jobs(
             status=status,
             site=site,
             job_type=job_type,
+            parent_id=parent_id,
             submitted_after=submitted_after,
             submitted_before=submitted_before,
+            schedule_id=schedule_id,
         )
     except queries.BadCursor as exc:
         raise HTTPException(422, str(exc)) from exc
@@ -86,37 +101,38 @@ async def job_events(res: Res, job_id: UUID) -> dict[str, Any]:
     return {"items": await queries.job_history(res.engine, job_id)}
 
 
-@router.get("/jobs/{job_id}/stream", dependencies=[Reader])
+@router.get(
+    "/jobs/{job_id}/stream",
+    dependencies=[Reader],
+    responses={429: {"description": "too many open streams (MAX_STREAMS)"}},
+)
 async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceResponse:
-    """Server-sent events: each lifecycle event as it is projected, until the job ends."""
-
-    async def events() -> AsyncIterator[dict[str, str]]:
-        sent: set[str] = set()
-        while not await request.is_disconnected():
-            # the view first: events and view commit together, so a history read after a
-            # terminal view holds every event up to the end
-            job = await queries.get_job(res.engine, job_id)
-            for event in await queries.job_history(res.engine, job_id):
-                if event["event_id"] not in sent:
-                    sent.add(event["event_id"])
-                    yield {"event": event["type"], "data": json.dumps(event)}
-            if job is not None and job["status"] in TERMINAL:
-                yield {"event": "end", "data": json.dumps({"status": job["status"]})}
-                return
-            await asyncio.sleep(0.25)
-
-    return EventSourceResponse(events())
+    """Server-sent events: each lifecycle event as it is projected, then `end` with the
+    final status. Also ends (`end` with status `unknown`) when the job stays unknown for
+    STREAM_UNKNOWN_SECONDS, and (`end` with `idle: true`) after STREAM_IDLE_SECONDS
+    without a new event. 429 when MAX_STREAMS streams are open on this process."""
+    if not res.streams.acquire():
+        raise HTTPException(429, f"too many open streams (at most {res.streams.limit})")
+    return BoundedStream(follow(res, job_id, request), release=res.streams.release)
 
 
 @router.post(
-    "/jobs/{job_id}/cancel", status_code=202, response_model=Accepted, dependencies=[Admin]
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=Accepted,
+    dependencies=[Admin],
+    responses={503: {"description": "the broker or database did not answer"}},
 )
 async def cancel_job(
     res: Res, job_id: UUID, body: Annotated[CancelRequest | None, Body()] = None
 ) -> Accepted:
     """A job not yet started never starts; a running one is asked to stop."""
+    reason = (body or CancelRequest()).reason
+    timeout = res.settings.publish_timeout_seconds
     try:
-        await operations.cancel(res.engine, res.bus, job_id, (body or CancelRequest()).reason)
+        await operations.cancel(res.engine, res.bus, job_id, reason, timeout)
+    except operations.BackendUnavailable as exc:
+        raise unavailable(exc) from exc
     except operations.NotFound as exc:
         raise HTTPException(404, f"no job {job_id}") from exc
     except operations.AlreadyTerminal as exc:

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contracts.jobs import JobSpec, Site
+
+Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
+"""A short string Postgres can store (text columns refuse NUL)."""
+
+
+def _utc(value: datetime) -> datetime:
+    """A naive time is taken as UTC; one that cannot be expressed in UTC (year 1 at
+    +14:00) is refused, not handed to the database."""
+    try:
+        return value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("datetime out of range") from exc
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def no_nul(value: Any) -> Any:
+    """Refuse NUL anywhere in a JSON value that is stored (Postgres text and jsonb
+    cannot hold it)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key)
+            no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul(item)
+    return value
 
 
 class SubmitJob(JobSpec):
@@ -43,6 +73,8 @@ class JobViewOut(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     group_id: UUID | None = None
+    parent_id: UUID | None = None
+    schedule_id: UUID | None = None
 
 
 class JobPage(BaseModel):
@@ -75,9 +107,9 @@ class DeadLetterPage(BaseModel):
 class RedriveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str] | None = None
-    reason: str | None = None
-    job_type: str | None = None
+    ids: list[Text] | None = Field(default=None, max_length=1000)
+    reason: Text | None = None
+    job_type: Text | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     site: Site | None = None
 
@@ -88,7 +120,9 @@ class Redriven(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    reason: str = "cancelled by operator"
+    reason: Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")] = (
+        "cancelled by operator"
+    )
 
 
 class Accepted(BaseModel):

@@ -48,7 +48,7 @@ def call(api: str, token: str | None, method: str, path: str, **kwargs: Any) -> 
             detail, errors = response.text, []
         extra = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         fail(f"{response.status_code} {detail}{' (' + extra + ')' if extra else ''}")
-    return response.json()
+    return response.json() if response.content else None  # 204: no body
 
 
 def parse_value(raw: str) -> Any:

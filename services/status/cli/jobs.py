@@ -71,14 +71,18 @@ def get(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one job."""
+    """Show one job, and the child jobs it submitted (if any)."""
     view = call(api, token, "GET", f"/jobs/{job_id}")
+    children = call(api, token, "GET", "/jobs", params={"parent_id": job_id, "limit": 500})
     if as_json:
-        typer.echo(json.dumps(view, indent=2))
+        typer.echo(json.dumps({**view, "children": children["items"]}, indent=2))
         return
     for key, value in view.items():
         if value is not None:
             typer.echo(f"{key:20} {json.dumps(value) if isinstance(value, dict) else value}")
+    if children["items"]:
+        typer.echo(f"\nchildren ({len(children['items'])}):")
+        table(children["items"], ("job_id", "job_type", "status", "site", "attempts"))
 
 
 @app.command("list")

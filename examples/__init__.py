@@ -1,0 +1,1 @@
+"""Example handler packages (see README, "Your own job types")."""

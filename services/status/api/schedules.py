@@ -1,0 +1,146 @@
+"""Schedules: create, list, show, pause/resume, delete (the firer runs them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.status import operations
+from services.status.api.auth import Reader
+from services.status.api.deps import Res, policy_error
+from services.status.schedules import store
+from services.status.schedules.timing import (
+    MAX_EVERY_SECONDS,
+    BadCadence,
+    Cadence,
+    check_cron,
+    zone,
+)
+from shared.contracts.jobs import MAX_MESSAGE_BYTES, JobSpec, JobSubmitted
+
+router = APIRouter(tags=["schedules"])
+
+
+class ScheduleRequest(BaseModel):
+    """A cron expression (5 fields, in `timezone`) or a period; a job template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    cron: str | None = None
+    every_seconds: Annotated[int, Field(ge=1, le=MAX_EVERY_SECONDS)] | None = None
+    timezone: str = "UTC"
+    job: JobSpec
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else check_cron(value.strip())
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+
+class ScheduleCreated(BaseModel):
+    schedule_id: UUID
+    next_run_at: datetime | None
+
+
+class ScheduleView(BaseModel):
+    schedule_id: UUID
+    name: str
+    cron: str | None
+    every_seconds: int | None
+    timezone: str
+    job: dict[str, Any]
+    enabled: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    recent_job_ids: list[UUID]
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleView]
+
+
+class EnabledPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+def _field_error(field: str, message: str) -> HTTPException:
+    return HTTPException(422, {"detail": message, "errors": [{"field": field, "message": message}]})
+
+
+def _check_job(res: Res, job: JobSpec) -> None:
+    """The template must make a job POST /jobs would accept (placement policy included)."""
+    sample = JobSubmitted(**job.model_dump(), job_id=uuid4())
+    if len(sample.model_dump_json().encode()) > MAX_MESSAGE_BYTES:
+        raise _field_error("job", "a job message is at most 256 KiB")
+    try:
+        operations.check_policy(res.rules, sample)
+    except operations.PolicyRefusal as exc:
+        raise policy_error(exc, "job.") from exc
+
+
+@router.post("/schedules", status_code=201, response_model=ScheduleCreated, dependencies=[Reader])
+async def create_schedule(res: Res, body: ScheduleRequest) -> ScheduleCreated:
+    """Each fire time submits one job (job_id derived from the schedule and the fire time)."""
+    if (body.cron is None) == (body.every_seconds is None):
+        raise _field_error("cron", "give either cron or every_seconds, not both and not neither")
+    _check_job(res, body.job)
+    cadence = Cadence(cron=body.cron, every_seconds=body.every_seconds, timezone=body.timezone)
+    try:
+        schedule_id, next_run_at = await store.create(
+            res.engine,
+            name=body.name,
+            cadence=cadence,
+            job=body.job.model_dump(mode="json"),
+            enabled=body.enabled,
+            now=datetime.now(UTC),
+        )
+    except BadCadence as exc:
+        raise _field_error("cron", str(exc)) from exc
+    return ScheduleCreated(schedule_id=schedule_id, next_run_at=next_run_at)
+
+
+@router.get("/schedules", response_model=ScheduleList, dependencies=[Reader])
+async def list_schedules(res: Res) -> dict[str, Any]:
+    return {"items": await store.list_schedules(res.engine)}
+
+
+async def _one(res: Res, schedule_id: UUID) -> dict[str, Any]:
+    found = await store.get(res.engine, schedule_id)
+    if found is None:
+        raise HTTPException(404, f"no schedule {schedule_id}")
+    return found
+
+
+@router.get("/schedules/{schedule_id}", response_model=ScheduleView, dependencies=[Reader])
+async def get_schedule(res: Res, schedule_id: UUID) -> dict[str, Any]:
+    return await _one(res, schedule_id)
+
+
+@router.patch("/schedules/{schedule_id}", response_model=ScheduleView, dependencies=[Reader])
+async def patch_schedule(res: Res, schedule_id: UUID, body: EnabledPatch) -> dict[str, Any]:
+    """Pause (`enabled: false`) or resume; resuming skips what fell in the pause."""
+    if not await store.set_enabled(res.engine, schedule_id, body.enabled, datetime.now(UTC)):
+        raise HTTPException(404, f"no schedule {schedule_id}")
+    return await _one(res, schedule_id)
+
+
+@router.delete("/schedules/{schedule_id}", status_code=204, dependencies=[Reader])
+async def delete_schedule(res: Res, schedule_id: UUID) -> Response:
+    if not await store.delete_schedule(res.engine, schedule_id):
+        raise HTTPException(404, f"no schedule {schedule_id}")
+    return Response(status_code=204)

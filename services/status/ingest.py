@@ -1,0 +1,185 @@
+"""The status service's consuming use cases: project a batch of events, record a dead letter.
+
+They talk to storage only through a `UnitOfWork` (one transaction), so they are unit-tested
+with an in-memory fake and run on Postgres unchanged (`store.PgUnitOfWork`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from services.status.projection import TERMINAL, JobView, freeze, reduce
+from shared.contracts.events import (
+    AnyEvent,
+    JobDeadLettered,
+    JobFailed,
+    JobProgress,
+    JobRejected,
+    JobStarted,
+    JobSucceeded,
+)
+from shared.contracts.jobs import Site
+
+WORKER_EVENTS = (JobStarted, JobProgress, JobSucceeded, JobFailed, JobDeadLettered)
+"""What a worker may report, and only for jobs of its own site (contract section 3.2)."""
+
+
+class Outcome(StrEnum):
+    """What became of one event handed to the projection."""
+
+    PROJECTED = "projected"
+    DUPLICATE = "duplicate"
+    FORBIDDEN = "forbidden"  # a worker reported on a job of another site: dead-letter it
+
+
+class Ending(StrEnum):
+    """What a dead letter does to its job's view."""
+
+    NONE = "none"  # not the job's own message (an event's copy, a forged one)
+    REJECT = "reject"  # an unprocessable copy: `rejected`, unless the job was accepted
+    DEAD_LETTER = "dead_letter"  # the job itself will not run: `dead_lettered`
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """An event and, when a worker's broker user published it, that worker's site."""
+
+    event: AnyEvent
+    publisher: Site | None = None
+
+
+@dataclass(frozen=True)
+class StoredView:
+    view: JobView
+    listed_at: datetime  # newest-first listing key
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead letter as the store keeps it (every text already storable, see sanitize)."""
+
+    id: str
+    job_id: UUID | None
+    reason: str
+    dead_lettered_at: datetime
+    body: str
+    raw_body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    job_type: str | None = None
+    site: str | None = None
+    detail: str | None = None
+    source_queue: str | None = None
+    attempts: int = 0
+    publisher: Site | None = None
+    ending: Ending = Ending.DEAD_LETTER
+
+
+class UnitOfWork(Protocol):
+    """One transaction on the status store; commits when its context exits cleanly."""
+
+    async def lock_jobs(self, ids: Sequence[UUID]) -> None: ...
+    async def views(self, ids: Sequence[UUID]) -> dict[UUID, StoredView]: ...
+    async def insert_events(self, events: Sequence[AnyEvent]) -> set[UUID]: ...
+    async def histories(self, ids: Sequence[UUID]) -> dict[UUID, list[AnyEvent]]: ...
+    async def save_views(self, views: Sequence[StoredView]) -> None: ...
+    async def insert_dead_letter(self, letter: DeadLetter) -> bool: ...
+    async def member_ended(self, job_id: UUID, status: str) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+
+def is_forbidden(arrival: Arrival, known_site: str | None) -> bool:
+    """A worker event whose publisher is a worker of another site than the job's."""
+    if arrival.publisher is None or not isinstance(arrival.event, WORKER_EVENTS):
+        return False
+    claimed = getattr(arrival.event, "site", None)
+    sites = {str(s) for s in (claimed, known_site) if s is not None}
+    return any(s != arrival.publisher.value for s in sites)
+
+
+async def project(uow: UnitOfWork, arrivals: Sequence[Arrival]) -> list[Outcome]:
+    """Record the events and re-fold the views they touch; one outcome per arrival."""
+    if not arrivals:
+        return []
+    ids = sorted({a.event.job_id for a in arrivals})
+    await uow.lock_jobs(ids)  # one writer per job, even across status replicas
+    old = await uow.views(ids)
+    forbidden = [
+        is_forbidden(a, old[a.event.job_id].view.site if a.event.job_id in old else None)
+        for a in arrivals
+    ]
+    allowed = {a.event.event_id: a.event for a, f in zip(arrivals, forbidden, strict=True) if not f}
+    new_ids = await uow.insert_events(list(allowed.values())) if allowed else set()
+    fresh = [e for e in allowed.values() if e.event_id in new_ids]
+    if fresh:
+        await _refold(uow, old, fresh)
+    return [
+        Outcome.FORBIDDEN
+        if f
+        else (Outcome.PROJECTED if a.event.event_id in new_ids else Outcome.DUPLICATE)
+        for a, f in zip(arrivals, forbidden, strict=True)
+    ]
+
+
+async def _refold(uow: UnitOfWork, old: dict[UUID, StoredView], fresh: list[AnyEvent]) -> None:
+    by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
+    for event in fresh:
+        by_job[event.job_id].append(event)
+    history = await uow.histories(sorted(by_job))
+    saved = []
+    for job_id, arrived in sorted(by_job.items()):
+        before = old.get(job_id)
+        view = freeze(before.view if before else None, reduce(job_id, history[job_id]), arrived)
+        first_seen = min(e.occurred_at for e in arrived)
+        listed_at = view.submitted_at or (before.listed_at if before else first_seen)
+        saved.append(StoredView(view, listed_at))
+    await uow.save_views(saved)
+
+
+def dead_letter_event(letter: DeadLetter) -> AnyEvent | None:
+    """The event that ends the job of a dead letter; its id derives from the dead letter's,
+    so recording the same dead letter twice gives the same event (a duplicate)."""
+    if letter.job_id is None or letter.ending is Ending.NONE:
+        return None
+    event_id = uuid5(NAMESPACE_URL, f"hybridq:dead-letter:{letter.id}")
+    if letter.ending is Ending.REJECT:
+        return JobRejected(
+            event_id=event_id,
+            job_id=letter.job_id,
+            reason=f"unprocessable message ({letter.reason})",
+            occurred_at=letter.dead_lettered_at,
+        )
+    return JobDeadLettered(
+        event_id=event_id,
+        job_id=letter.job_id,
+        reason=letter.reason,
+        attempts=letter.attempts,
+        occurred_at=letter.dead_lettered_at,
+    )
+
+
+async def record_dead_letter(uow: UnitOfWork, letter: DeadLetter) -> bool:
+    """Store a dead letter and, in the same transaction, end its job's view unless the job
+    is already terminal. True if the dead letter was new."""
+    event = dead_letter_event(letter)
+    if event is not None:
+        await uow.lock_jobs([event.job_id])
+    if not await uow.insert_dead_letter(letter):
+        return False
+    if event is not None:
+        current = (await uow.views([event.job_id])).get(event.job_id)
+        if current is None or current.view.status not in TERMINAL:
+            [outcome] = await project(uow, [Arrival(event, letter.publisher)])
+            ended = (await uow.views([event.job_id])).get(event.job_id)
+            if outcome is Outcome.PROJECTED and ended and ended.view.status in TERMINAL:
+                await uow.member_ended(event.job_id, ended.view.status)  # same transaction
+    return True

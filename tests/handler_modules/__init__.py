@@ -1,0 +1,1 @@
+"""Handler modules the tests load through HYBRIDQ_HANDLERS."""

@@ -1,0 +1,87 @@
+"""A throw-away RabbitMQ node of the test's own (its own name, ports, data directory and
+config), for broker settings the machine's node must keep (e.g. `consumer_timeout`).
+
+The node is started from the installed RabbitMQ (`/usr/lib/rabbitmq/bin/rabbitmq-server`),
+without plugins, in its own session; `stop()` ends that process group only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class PrivateNode:
+    directory: Path
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start(directory: Path, config: str, advanced: str = "[].", timeout: float = 90) -> PrivateNode:
+    """Start a node with `config` (rabbitmq.conf lines) and wait until it takes AMQP."""
+    port = _free_port()
+    (directory / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n{config}\n"
+    )
+    (directory / "advanced.config").write_text(advanced + "\n")
+    (directory / "enabled_plugins").write_text("[].\n")
+    env = {
+        **os.environ,
+        "HOME": str(directory),  # its own Erlang cookie
+        "RABBITMQ_NODENAME": f"hqtest-{uuid.uuid4().hex[:8]}@localhost",
+        "RABBITMQ_DIST_PORT": str(_free_port()),
+        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(directory / "log"),
+        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(directory / "pid"),
+    }
+    log = (directory / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(SERVER)],
+        env=env,
+        cwd=directory,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    node = PrivateNode(directory, process, port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the private RabbitMQ node exited; see {directory}/server.log")
+        if b"Starting broker... completed" in (directory / "server.log").read_bytes():
+            return node
+        time.sleep(0.3)
+    node.stop()
+    raise TimeoutError(f"the private RabbitMQ node did not start in {timeout}s")

@@ -1,0 +1,165 @@
+"""Cancellations without a broker: what a stream message means, marker sync, watching,
+and who may speak for which site (the router's due check)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+from unittest.mock import MagicMock
+
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import TestRabbitBroker
+
+from services.router.app import build
+from shared import topology
+from shared.cancellations import CancellationFeed, Cancellations
+from shared.contracts.events import JobCancelled, JobProgress, JobSucceeded
+from shared.contracts.jobs import Site
+from shared.identity import WorkerUsers
+from shared.placement.rules import load_rules
+from shared.settings import DEFAULT_RULES_FILE, RouterSettings
+from tests.unit.capture import capture
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class StreamMessage:
+    """The parts of a delivery from the stream that the feed reads."""
+
+    body: bytes
+    routing_key: str = topology.CANCELLED_KEY
+    exchange: str = topology.EVENTS.name
+    user_id: str | None = "hybridq-status"
+
+
+def feed() -> tuple[CancellationFeed, Cancellations]:
+    cancellations = Cancellations()
+    return CancellationFeed(MagicMock(), MagicMock(), cancellations), cancellations
+
+
+def apply(feed: CancellationFeed, message: StreamMessage) -> None:
+    feed._apply(cast(AbstractIncomingMessage, message))
+
+
+def cancelled(job_id: uuid.UUID) -> bytes:
+    return JobCancelled(job_id=job_id, reason="stop").model_dump_json().encode()
+
+
+def test_a_cancellation_from_the_stream_is_remembered() -> None:
+    f, cancellations = feed()
+    job_id = uuid.uuid4()
+    apply(f, StreamMessage(cancelled(job_id)))
+    assert cancellations.is_cancelled(job_id)
+    assert not cancellations.is_cancelled(uuid.uuid4())
+
+
+def test_only_job_cancelled_on_jobs_events_by_a_non_worker_cancels() -> None:
+    f, cancellations = feed()
+    forged = [
+        StreamMessage(cancelled(uuid.uuid4()), routing_key=topology.CANCELLATIONS_SYNC_KEY),
+        StreamMessage(cancelled(uuid.uuid4()), exchange=""),
+        StreamMessage(cancelled(uuid.uuid4()), user_id="hybridq-public-worker"),
+        StreamMessage(b"not json"),
+    ]
+    for message in forged:
+        apply(f, message)
+    for message in forged[:3]:
+        assert not cancellations.is_cancelled(json.loads(message.body)["job_id"])
+
+
+async def test_caught_up_waits_for_this_process_marker_only() -> None:
+    f, cancellations = feed()
+    cancellations.expect_marker("mine")
+    waiting = asyncio.create_task(cancellations.caught_up())
+    apply(f, StreamMessage(json.dumps({"marker": "another"}).encode(), "cancellations.sync"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    apply(f, StreamMessage(json.dumps({"marker": "mine"}).encode(), "cancellations.sync"))
+    await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_watched_attempt_is_cancelled_even_if_the_cancel_came_first() -> None:
+    cancellations = Cancellations()
+    before, during = uuid.uuid4(), uuid.uuid4()
+    cancellations.cancel(before)
+    tasks = {job_id: asyncio.create_task(asyncio.sleep(10)) for job_id in (before, during)}
+    for job_id, task in tasks.items():
+        cancellations.watch(job_id, cast(asyncio.Task[object], task))
+    cancellations.cancel(during)
+    await asyncio.sleep(0)
+    assert all(task.cancelled() for task in tasks.values())
+
+
+def test_cancellations_older_than_the_stream_keeps_are_forgotten() -> None:
+    cancellations = Cancellations()
+    old, recent = uuid.uuid4(), uuid.uuid4()
+    cancellations.cancel(old, datetime.now(UTC) - timedelta(days=31))
+    cancellations.cancel(recent, datetime.now(UTC) - timedelta(days=29))
+    assert not cancellations.is_cancelled(old)
+    assert cancellations.is_cancelled(recent)
+
+
+def test_worker_users_speak_only_for_their_site() -> None:
+    users = WorkerUsers()
+    assert users.site_of("hybridq-public-worker") is not None
+    assert not users.may_speak_for("hybridq-public-worker", Site.PRIVATE)
+    assert users.site_of("hybridq-router") is None
+    assert users.site_of("guest") is None
+    assert users.site_of(None) is None
+    assert not users.may_speak_for(None, Site.PUBLIC)  # anyone can leave user_id out
+    assert users.may_speak_for("guest", Site.PRIVATE)
+
+
+def test_worker_events_are_accepted_only_from_a_worker_of_the_job_site() -> None:
+    users = WorkerUsers()
+    job_id = uuid.uuid4()
+    done = JobSucceeded(
+        job_id=job_id, site=Site.PRIVATE, attempt=1, result={}, duration_seconds=1.0
+    )
+    progress = JobProgress(job_id=job_id, attempt=1, percent=50, message="")
+    stop = JobCancelled(job_id=job_id, reason="stop")
+    assert users.may_report("hybridq-private-worker", done, Site.PRIVATE)
+    assert not users.may_report("hybridq-public-worker", done, Site.PRIVATE)  # forged end
+    assert not users.may_report("hybridq-public-worker", progress, Site.PRIVATE)
+    assert users.may_report("hybridq-public-worker", progress, None)  # job not seen yet
+    assert not users.may_report(None, done, Site.PRIVATE)  # user_id left out
+    assert users.may_report("guest", done, Site.PRIVATE)  # development
+    assert not users.may_report("hybridq-private-worker", stop, Site.PRIVATE)
+    assert users.may_report("hybridq-status", stop, Site.PRIVATE)
+
+
+def placed(site: str) -> bytes:
+    body: dict[str, Any] = {"job_id": str(uuid.uuid4()), "job_type": "noop", "site": site}
+    return json.dumps(body).encode()
+
+
+async def test_due_refuses_a_job_parked_by_another_site_worker(tmp_path: Path) -> None:
+    router = build(
+        RouterSettings(ROUTER_STATE_DIR=tmp_path),
+        rules=load_rules(DEFAULT_RULES_FILE),
+        private_backlog=lambda: 0,
+        clock=lambda: NOW,
+    )
+    seen = capture(router.broker)
+    queue = topology.ROUTER_DUE.name
+    async with TestRabbitBroker(router.broker):
+        outcome = await router.due.handle(placed("private"), queue, "hybridq-public-worker")
+        own = await router.due.handle(placed("public"), queue, "hybridq-public-worker")
+        router_own = await router.due.handle(placed("private"), queue, "hybridq-router")
+        anonymous = await router.due.handle(placed("private"), queue, None)
+    assert (outcome, own, router_own, anonymous) == (
+        "forbidden",
+        "dispatched",
+        "dispatched",
+        "forbidden",
+    )
+    assert [h["x-hybridq-reason"] for _, h in seen.dead_letters] == ["forbidden"] * 2
+    assert all("x-hybridq-job-id" not in h for _, h in seen.dead_letters)  # ends no job
+    assert [key for key, _, _ in seen.dispatched] == ["public", "private"]
+    assert seen.types() == []

@@ -1,0 +1,210 @@
+"""The status use cases on a fake unit of work: projection, dead letters, forgeries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.status import ingest, wire
+from services.status.ingest import Arrival, DeadLetter, Ending, Outcome
+from shared import topology
+from shared.contracts import events as ev
+from shared.contracts.jobs import Site
+from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
+from tests.unit.fake_store import FakeStore
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def routed(job_id: uuid.UUID, site: str = "private") -> list[ev.Event]:
+    return [
+        ev.JobSubmittedEvent(job_id=job_id, job_type="noop", occurred_at=T0),
+        ev.JobRouted(
+            job_id=job_id,
+            site=site,  # type: ignore[arg-type]
+            rule="default",
+            reason="r",
+            priority=5,
+            occurred_at=T0 + timedelta(seconds=1),
+        ),
+    ]
+
+
+async def project(store: FakeStore, *arrivals: Arrival) -> list[Outcome]:
+    async with store.begin() as uow:
+        return await ingest.project(uow, arrivals)
+
+
+def status(store: FakeStore, job_id: uuid.UUID) -> str:
+    return store.views[job_id].view.status
+
+
+async def test_a_batch_projects_new_events_and_skips_duplicates() -> None:
+    store, job_id = FakeStore(), uuid.uuid4()
+    events = routed(job_id)
+    outcomes = await project(store, *(Arrival(e) for e in events))
+    again = await project(store, Arrival(events[1]))
+    assert outcomes == [Outcome.PROJECTED, Outcome.PROJECTED]
+    assert again == [Outcome.DUPLICATE]
+    assert status(store, job_id) == "queued"
+
+
+async def test_a_worker_of_another_site_cannot_report_on_a_job() -> None:
+    store, job_id = FakeStore(), uuid.uuid4()
+    await project(store, *(Arrival(e) for e in routed(job_id, "private")))
+    forged = ev.JobSucceeded(
+        job_id=job_id,
+        site="private",  # type: ignore[arg-type]
+        attempt=1,
+        duration_seconds=0.1,
+        occurred_at=T0 + timedelta(seconds=2),
+    )
+    honest = ev.JobStarted(
+        job_id=job_id,
+        site="private",  # type: ignore[arg-type]
+        attempt=1,
+        worker="w",
+        occurred_at=T0 + timedelta(seconds=2),
+    )
+    outcomes = await project(store, Arrival(forged, Site.PUBLIC), Arrival(honest, Site.PRIVATE))
+    assert outcomes == [Outcome.FORBIDDEN, Outcome.PROJECTED]
+    assert status(store, job_id) == "running"
+    assert forged.event_id not in store.events
+    # a worker claiming another site in the event itself is refused too, even unrouted
+    other = uuid.uuid4()
+    claim = ev.JobStarted(job_id=other, site="private", attempt=1, worker="w")  # type: ignore[arg-type]
+    assert await project(store, Arrival(claim, Site.PUBLIC)) == [Outcome.FORBIDDEN]
+    # the status service and the router are not restricted
+    cancel = ev.JobCancelled(job_id=job_id, reason="stop", occurred_at=T0 + timedelta(seconds=3))
+    assert await project(store, Arrival(cancel, None)) == [Outcome.PROJECTED]
+
+
+async def test_a_rejected_copy_never_changes_an_accepted_job_in_the_same_batch() -> None:
+    store, job_id = FakeStore(), uuid.uuid4()
+    copy = ev.JobRejected(job_id=job_id, reason="malformed copy", occurred_at=T0)
+    await project(store, *(Arrival(e) for e in [copy, *routed(job_id)]))
+    assert status(store, job_id) == "queued"
+
+
+def letter(job_id: uuid.UUID | None, ending: Ending, **extra: object) -> DeadLetter:
+    return DeadLetter(
+        id=str(uuid.uuid4()),
+        job_id=job_id,
+        reason="delivery_limit",
+        dead_lettered_at=T0 + timedelta(seconds=5),
+        body="{}",
+        raw_body=b"{}",
+        ending=ending,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def record(store: FakeStore, dead: DeadLetter) -> bool:
+    async with store.begin() as uow:
+        return await ingest.record_dead_letter(uow, dead)
+
+
+async def test_a_dead_letter_ends_its_job_in_the_same_transaction() -> None:
+    store, job_id = FakeStore(), uuid.uuid4()
+    await project(store, *(Arrival(e) for e in routed(job_id)))
+    dead = letter(job_id, Ending.DEAD_LETTER)
+    assert await record(store, dead) is True
+    assert await record(store, dead) is False  # the same dead letter again: nothing new
+    assert status(store, job_id) == "dead_lettered"
+    assert store.ended_members == [(job_id, "dead_lettered")]
+    assert len(store.events) == 3  # one JobDeadLettered, its id derived from the letter's
+
+
+async def test_a_dead_letter_does_not_touch_a_terminal_job_or_an_event_copy() -> None:
+    store, done, running = FakeStore(), uuid.uuid4(), uuid.uuid4()
+    cancel = ev.JobCancelled(job_id=done, reason="stop", occurred_at=T0)
+    await project(store, Arrival(cancel), *(Arrival(e) for e in routed(running)))
+    await record(store, letter(done, Ending.DEAD_LETTER))
+    await record(store, letter(running, Ending.NONE))
+    await record(store, letter(running, Ending.REJECT))  # a malformed copy
+    assert (status(store, done), status(store, running)) == ("cancelled", "queued")
+    assert len(store.dead_letters) == 3
+    assert store.ended_members == []
+
+
+async def test_a_forged_dead_letter_cannot_end_another_sites_job() -> None:
+    store, job_id = FakeStore(), uuid.uuid4()
+    await project(store, *(Arrival(e) for e in routed(job_id, "private")))
+    await record(store, letter(job_id, Ending.DEAD_LETTER, publisher=Site.PUBLIC))
+    assert status(store, job_id) == "queued"
+
+
+async def test_a_broker_dead_letter_with_no_view_yet_still_ends_the_job() -> None:
+    store, job_id = FakeStore(), uuid.uuid4()
+    await record(store, letter(job_id, Ending.DEAD_LETTER))
+    assert status(store, job_id) == "dead_lettered"
+
+
+@pytest.mark.parametrize(
+    ("headers", "source", "ending"),
+    [
+        (
+            {"x-death": [{"queue": "jobs.public", "reason": "delivery_limit"}]},
+            None,
+            Ending.DEAD_LETTER,
+        ),
+        ({REASON_HEADER: "schema"}, "jobs.router.intake", Ending.REJECT),
+        ({REASON_HEADER: "schema"}, topology.STATUS_EVENTS.name, Ending.NONE),
+        ({REASON_HEADER: "forbidden"}, topology.STATUS_EVENTS.name, Ending.NONE),
+        ({REASON_HEADER: "residency"}, "jobs.public", Ending.DEAD_LETTER),
+    ],
+)
+def test_which_dead_letters_end_their_job(
+    headers: dict[str, object], source: str | None, ending: Ending
+) -> None:
+    if source:
+        headers = {**headers, "x-hybridq-source-queue": source}
+    job_id = uuid.uuid4()
+    dead = wire.read_dead_letter(f'{{"job_id": "{job_id}"}}'.encode(), headers, None, None)
+    assert (dead.job_id, dead.ending) == (job_id, ending)
+
+
+HOSTILE_BODIES = [
+    b'{"job_id": "x\\u0000", "p": "\\u0000\\ud800"}',
+    b"\xff\xfe not utf-8 \x00",
+    b"[" * 100_000 + b"]" * 100_000,
+    b"not json at all",
+    b'{"a": NaN, "b": Infinity}',
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_hostile_dead_letters_are_storable(body: bytes) -> None:
+    imitation = {
+        JOB_ID_HEADER: "not-a-uuid\x00",
+        DEAD_LETTER_ID_HEADER: {"nested": ["deep"]},
+        REASON_HEADER: "r\x00" * 500,
+        "x-hybridq-dead-lettered-at": "yesterday",
+        "x-death": 5,
+    }
+    dead = wire.read_dead_letter(body, imitation, "\x00", "hybridq-public-worker")
+    assert "\x00" not in dead.body + dead.reason + str(dead.headers)
+    assert dead.raw_body == body[: wire.MAX_STORED_BODY]
+    assert dead.job_id is None
+    assert len(dead.reason) <= 200
+    uuid.UUID(dead.id)
+    assert dead.dead_lettered_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("body", [*HOSTILE_BODIES, b"{" * 10 + b"x" * (2 << 20)])
+def test_hostile_events_are_unreadable_with_a_reason(body: bytes) -> None:
+    with pytest.raises(wire.Unreadable) as caught:
+        wire.read_event(body)
+    assert caught.value.reason in {"malformed_json", "schema", "oversize"}
+
+
+def test_a_nul_in_submitted_params_is_kept_storable() -> None:
+    job_id = uuid.uuid4()
+    body = ev.JobSubmittedEvent(
+        job_id=job_id, job_type="noop", params={"k\x00": "v\x00", "n": [1, "\x00"]}
+    ).model_dump_json()
+    event = wire.read_event(body.encode())
+    assert isinstance(event, ev.JobSubmittedEvent)
+    assert event.params == {"k\ufffd": "v\ufffd", "n": [1, "\ufffd"]}
