@@ -30,6 +30,7 @@ link_app = typer.Typer(help="The hybrid link to the public site's broker.", no_a
 app.add_typer(link_app, name="link")
 
 PRIVATE, PUBLIC = "private", "public"
+LOCAL = "amqp://"
 PREFIX = "hybridq-link-"
 WORKER_EVENT_KEYS = (
     "job.started",
@@ -145,14 +146,19 @@ async def _declare(side: Side, name: str, kind: topology.WorkQueueType) -> None:
         await broker.stop()
 
 
+def _uri(side: str, sides: dict[str, Side]) -> str:
+    """The shovels run on the public broker: its own end is a direct (in-node) connection."""
+    return LOCAL if side == PUBLIC else sides[side].amqp_url
+
+
 def _shovel_value(shovel: Shovel, sides: dict[str, Side], reconnect: float) -> dict[str, Any]:
     value: dict[str, Any] = {
         "src-protocol": "amqp091",
-        "src-uri": sides[shovel.source].amqp_url,
+        "src-uri": _uri(shovel.source, sides),
         "src-queue": shovel.queue,
         "src-prefetch-count": 100,
         "dest-protocol": "amqp091",
-        "dest-uri": sides[shovel.destination].amqp_url,
+        "dest-uri": _uri(shovel.destination, sides),
         "dest-exchange": shovel.exchange,
         "ack-mode": "on-confirm",
         "src-delete-after": "never",
