@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: run test test-unit test-connected lint install generated bench clean
+.PHONY: run test test-unit test-connected test-cluster lint install generated bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: install lint
 
 test-unit: install
 	$(PY) -m pytest -q -m "not connected"
+
+# The end-to-end and cluster tests on a 3-node RabbitMQ cluster of local nodes (quorum
+# queues); the cluster is stopped afterwards whatever the outcome.
+test-cluster: install
+	$(PY) -m devtools.preflight
+	@trap '$(PY) -m devtools.nodes cluster-stop --base var/cluster' EXIT; \
+	$(PY) -m devtools.nodes cluster-start --base var/cluster && \
+	HYBRIDQ_TEST_CLUSTER=var/cluster $(PY) -m pytest -q tests/e2e tests/cluster
 
 lint: install
 	$(VENV)/bin/ruff check .

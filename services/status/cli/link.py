@@ -30,7 +30,6 @@ link_app = typer.Typer(help="The hybrid link to the public site's broker.", no_a
 app.add_typer(link_app, name="link")
 
 PRIVATE, PUBLIC = "private", "public"
-LOCAL = "amqp://"
 PREFIX = "hybridq-link-"
 WORKER_EVENT_KEYS = (
     "job.started",
@@ -148,7 +147,9 @@ async def _declare(side: Side, name: str, kind: topology.WorkQueueType) -> None:
 
 def _uri(side: str, sides: dict[str, Side]) -> str:
     """The shovels run on the public broker: its own end is a direct (in-node) connection."""
-    return LOCAL if side == PUBLIC else sides[side].amqp_url
+    if side == PUBLIC:  # no host: in-node, as the dummy user; the path names the vhost
+        return f"amqp:///{sides[PUBLIC].quoted_vhost}"
+    return sides[side].amqp_url
 
 
 def _shovel_value(shovel: Shovel, sides: dict[str, Side], reconnect: float) -> dict[str, Any]:
