@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
+from aiormq.abc import DeliveredMessage
 from faststream import BaseMiddleware
 from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.response import RabbitPublishCommand
@@ -126,6 +127,19 @@ class Bus:
             topology.CANCELLATIONS_SYNC_KEY,
             message_id=marker,
         )
+
+    async def link_marker(self, marker: str) -> bool:
+        """A barrier marker round the hybrid link (shared/cancellations.py); False when no
+        link takes it (unroutable: a broker without the link)."""
+        confirmation = await self.broker.publish(
+            json.dumps({"marker": marker}).encode(),
+            exchange=topology.EVENTS,
+            routing_key=topology.LINK_SYNC_KEY,
+            persist=True,
+            content_type=JSON,
+            message_id=marker,
+        )
+        return not isinstance(confirmation, DeliveredMessage)  # a return: unroutable
 
     async def submit(self, body: bytes) -> None:
         """Publish a client's JobSubmitted body to `jobs.intake`."""

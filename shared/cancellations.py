@@ -10,6 +10,14 @@ publishes a unique marker into the same stream (routing key `cancellations.sync`
 no consumer takes for a cancellation) and waits until it reads that marker back. The
 stream is one ordered log, so every cancellation confirmed before the marker was
 published lies before it and has been applied by then.
+
+Behind the hybrid link (a public worker on the public broker) a job and its cancellation
+travel on different shovels, so a job can reach the worker before a cancellation issued
+before it. `settled()` is the barrier the worker passes before each job: its feed sends a
+marker round the link (public -> private broker -> back through the same FIFO queue and
+shovel as the cancellations) and waits to read it back from the stream; every cancellation
+issued before the job left the private broker is then applied. Where no link takes the
+marker (unroutable: an ordinary broker) it returns at once (docs/hybrid-link.md).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -39,6 +47,7 @@ REMEMBER_SECONDS = 30 * 24 * 3600  # = topology.CANCELLATIONS_MAX_AGE: what a re
 MAX_REMEMBERED = 250_000  # ~40 MB; beyond it the oldest are forgotten (logged)
 STREAM_PREFETCH = 500  # a stream consumer needs a prefetch; this one sets replay speed
 MARKER_WAIT_SECONDS = 15.0  # not read back by then: publish another marker
+UNLINKED_RECHECK_SECONDS = 30.0  # a link barrier marker was unroutable: none until then
 
 
 class Cancellations:
@@ -49,6 +58,8 @@ class Cancellations:
         self._watchers: dict[UUID, list[Callable[[], None]]] = {}
         self._markers: set[str] = set()
         self._caught_up = asyncio.Event()
+        self._barriers: dict[str, asyncio.Future[None]] = {}
+        self._barrier: Callable[[], Awaitable[None]] | None = None
 
     def cancel(self, job_id: UUID, at: datetime | None = None) -> None:
         """Remember `job_id` as cancelled (at `at`, default now) and stop its attempts."""
@@ -82,11 +93,20 @@ class Cancellations:
         has been applied (see the module docstring); at once when already so."""
         await self._caught_up.wait()
 
+    async def settled(self) -> None:
+        """The barrier before a job starts: every cancellation issued before the job was
+        handed to this process has been applied (a no-op without a feed or a link)."""
+        if self._barrier is not None:
+            await self._barrier()
+
     # -- fed by the stream --------------------------------------------------------
     def expect_marker(self, marker: str) -> None:
         self._markers.add(marker)
 
     def marker_seen(self, marker: str) -> None:
+        barrier = self._barriers.pop(marker, None)
+        if barrier is not None and not barrier.done():
+            barrier.set_result(None)
         if marker in self._markers:
             self._markers.clear()
             self._caught_up.set()
@@ -117,6 +137,8 @@ class CancellationFeed:
         bus: Bus,
         cancellations: Cancellations,
         workers: WorkerUsers | None = None,
+        *,
+        link_barrier: bool = False,
     ) -> None:
         self.broker = broker
         self.bus = bus
@@ -125,6 +147,9 @@ class CancellationFeed:
         self._queue: AbstractRobustQueue | None = None
         self._tag: str | None = None
         self._sync: asyncio.Task[None] | None = None
+        self._unlinked_until = 0.0
+        if link_barrier:  # public workers only: the link's far end (module docstring)
+            cancellations._barrier = self._link_barrier
 
     async def start(self) -> None:
         """Start the replay (from the first message kept) and the marker round trip.
@@ -168,6 +193,28 @@ class CancellationFeed:
             log.info("cancellations replay caught up")
             return
 
+    async def _link_barrier(self) -> None:
+        """A marker round the hybrid link, read back from the stream (module docstring).
+        Not routable means no link: checked again after UNLINKED_RECHECK_SECONDS."""
+        if time.monotonic() < self._unlinked_until:
+            return
+        while True:
+            marker = uuid4().hex
+            seen = asyncio.get_running_loop().create_future()
+            self.cancellations._barriers[marker] = seen
+            try:
+                if not await self.bus.link_marker(marker):
+                    log.info("no hybrid link takes the barrier marker: none for a while")
+                    self._unlinked_until = time.monotonic() + UNLINKED_RECHECK_SECONDS
+                    return
+                await asyncio.wait_for(seen, MARKER_WAIT_SECONDS)
+                log.info("link barrier passed")
+                return
+            except TimeoutError:  # the link is cut: the job waits, held, for it
+                log.info("link barrier marker not back yet; another one")
+            finally:
+                self.cancellations._barriers.pop(marker, None)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
             self._apply(message)
@@ -175,12 +222,18 @@ class CancellationFeed:
             await message.ack()
 
     def _apply(self, message: AbstractIncomingMessage) -> None:
-        if message.exchange != topology.EVENTS.name:
+        # behind the hybrid link, cancellations and barrier markers are put straight into
+        # the stream by its shovel (default exchange; docs/hybrid-link.md)
+        linked = message.exchange == "" and message.routing_key == topology.CANCELLATIONS.name
+        if linked and _marker_of(message.body):
+            self.cancellations.marker_seen(_marker_of(message.body))
+            return
+        if not linked and message.exchange != topology.EVENTS.name:
             return
         if message.routing_key == topology.CANCELLATIONS_SYNC_KEY:
             self.cancellations.marker_seen(_marker_of(message.body))
             return
-        if message.routing_key != topology.CANCELLED_KEY:
+        if not linked and message.routing_key != topology.CANCELLED_KEY:
             return
         if self.workers.is_worker(message.user_id):
             log.warning("cancellation published by a worker's user: ignored")

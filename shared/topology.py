@@ -114,6 +114,10 @@ STATUS_GROUPS = tuple(
 # -- cancellations (a stream every router and worker replays at start) ------------------
 CANCELLED_KEY = "job.cancelled"
 CANCELLATIONS_SYNC_KEY = "cancellations.sync"
+LINK_SYNC_KEY = "cancellations.link-sync"
+"""A worker's barrier marker behind the hybrid link: routed only where `hybridq link setup`
+bound it (public broker -> private broker -> back in the cancellations' own FIFO); on a
+broker without the link it is unroutable (docs/hybrid-link.md)."""
 """Sync markers: a process reads its own marker back to know its replay reached the
 present. Not a `job.*` key, so no event consumer sees it, and only `job.cancelled` cancels."""
 CANCELLATIONS_MAX_AGE = "30D"

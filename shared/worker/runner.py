@@ -111,6 +111,7 @@ class Runner:
                 f"the {self.site.value} site has no handler for {job.job_type!r}",
                 job.attempt - 1,
             )
+        await self.cancellations.settled()  # behind the hybrid link: a barrier
         if self.cancellations.is_cancelled(job.job_id):
             log.info("cancelled before start: not run", extra={"job_id": job_id})
             return "cancelled"

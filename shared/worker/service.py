@@ -108,7 +108,13 @@ def build(
         title=f"{site.value}_worker",
     )
     subscriber(handle)
-    feed = CancellationFeed(broker, runner.bus, cancellations, WorkerUsers.from_settings(settings))
+    feed = CancellationFeed(
+        broker,
+        runner.bus,
+        cancellations,
+        WorkerUsers.from_settings(settings),
+        link_barrier=site is Site.PUBLIC,  # behind the hybrid link (docs/hybrid-link.md)
+    )
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
 
     beating: list[asyncio.Task[None]] = []

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import typer
-from faststream.rabbit import RabbitQueue
+from faststream.rabbit import RabbitExchange, RabbitQueue
 
 from services.status.cli.app import app, fail
 from shared import topology
@@ -67,7 +67,11 @@ SHOVELS = (
     # placed public jobs and cancellations, private -> public
     Shovel(f"{PREFIX}jobs", PRIVATE, "jobs.public", topology.DISPATCH.name, Site.PUBLIC.value),
     Shovel(
-        f"{PREFIX}cancellations", PRIVATE, "jobs.link.cancellations", topology.EVENTS.name, None
+        f"{PREFIX}cancellations",
+        PRIVATE,
+        "jobs.link.cancellations",
+        "",
+        topology.CANCELLATIONS.name,
     ),
     # what public workers publish, public -> private
     Shovel(f"{PREFIX}events", PUBLIC, "jobs.link.events", topology.EVENTS.name, None),
@@ -85,21 +89,26 @@ SHOVELS = (
 )
 
 
-def _link_bindings(side: str, kind: topology.WorkQueueType) -> list[tuple[RabbitQueue, str]]:
-    """The link's own queues on `side`, each with the (exchange, routing key)s it takes."""
+LinkBinding = tuple[RabbitQueue, RabbitExchange, str]
+
+
+def _link_bindings(side: str, kind: topology.WorkQueueType) -> list[LinkBinding]:
+    """The link's own queues on `side`, each with the (exchange, routing key)s it takes.
+
+    Cancellations and the public workers' barrier markers share one FIFO queue and one
+    shovel (private -> public), so a marker read back proves every cancellation before it
+    arrived (shared/cancellations.py). That shovel publishes straight into the public
+    cancellations stream (`dest-queue`), so markers never loop back."""
+    cancels, events = topology.CANCELLED_KEY, topology.EVENTS
+    sync = topology.LINK_SYNC_KEY
     if side == PRIVATE:
-        return [(_link_queue("jobs.link.cancellations", kind), "job.cancelled")]
+        outbound = _link_queue("jobs.link.cancellations", kind)
+        return [(outbound, events, cancels), (outbound, events, sync)]
     return [
-        *((_link_queue("jobs.link.events", kind), key) for key in WORKER_EVENT_KEYS),
-        (_link_queue("jobs.link.intake", kind), topology.SUBMITTED_KEY),
+        *((_link_queue("jobs.link.events", kind), events, key) for key in WORKER_EVENT_KEYS),
+        (_link_queue("jobs.link.events", kind), events, sync),
+        (_link_queue("jobs.link.intake", kind), topology.INTAKE, topology.SUBMITTED_KEY),
     ]
-
-
-_EXCHANGE_OF = {
-    "jobs.link.cancellations": topology.EVENTS,
-    "jobs.link.events": topology.EVENTS,
-    "jobs.link.intake": topology.INTAKE,
-}
 
 
 @dataclass(frozen=True)
@@ -137,8 +146,8 @@ async def _declare(side: Side, name: str, kind: topology.WorkQueueType) -> None:
         await broker.connect()
         own = topology.status_bindings if name == PRIVATE else topology.worker_bindings
         await topology.declare(broker, own(kind))
-        for queue, key in _link_bindings(name, kind):
-            exchange = await broker.declare_exchange(_EXCHANGE_OF[queue.name])
+        for queue, source, key in _link_bindings(name, kind):
+            exchange = await broker.declare_exchange(source)
             declared = await broker.declare_queue(queue)
             await declared.bind(exchange, routing_key=key)
     finally:
@@ -152,7 +161,7 @@ def _uri(side: str, sides: dict[str, Side]) -> str:
     return sides[side].amqp_url
 
 
-def _shovel_value(shovel: Shovel, sides: dict[str, Side], reconnect: float) -> dict[str, Any]:
+def _shovel_value(shovel: Shovel, sides: dict[str, Side], reconnect: int) -> dict[str, Any]:
     value: dict[str, Any] = {
         "src-protocol": "amqp091",
         "src-uri": _uri(shovel.source, sides),
@@ -160,12 +169,16 @@ def _shovel_value(shovel: Shovel, sides: dict[str, Side], reconnect: float) -> d
         "src-prefetch-count": 100,
         "dest-protocol": "amqp091",
         "dest-uri": _uri(shovel.destination, sides),
-        "dest-exchange": shovel.exchange,
+        **(
+            {"dest-queue": shovel.routing_key}
+            if shovel.exchange == ""
+            else {"dest-exchange": shovel.exchange}
+        ),
         "ack-mode": "on-confirm",
         "src-delete-after": "never",
         "reconnect-delay": reconnect,
     }
-    if shovel.routing_key is not None:
+    if shovel.routing_key is not None and shovel.exchange:
         value["dest-exchange-key"] = shovel.routing_key
     return value
 
@@ -217,7 +230,9 @@ def setup(
     private_admin: PrivateAdmin = None,
     public_admin: PublicAdmin = None,
     queue_type: KindOption = topology.WorkQueueType.CLASSIC,
-    reconnect_seconds: Annotated[float, typer.Option(help="shovel reconnect delay")] = 1.0,
+    reconnect_seconds: Annotated[
+        int, typer.Option(min=1, help="shovel reconnect delay (whole seconds)")
+    ] = 1,
 ) -> None:
     """Connect the two brokers (idempotent: running it again changes nothing)."""
     sides = _sides(private, public, private_admin, public_admin)
