@@ -6,6 +6,7 @@ the link is down never starts; `link status` reports the cut."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from devtools import environment, nodes
 from devtools.stack import Stack
+from shared.topology import LINK_SYNC_KEY
 from tests.e2e.client import events, job, submit, wait_for
 
 pytestmark = pytest.mark.connected
@@ -105,6 +107,23 @@ def linked_stack(
         assert set(codes.values()) == {0}, codes
 
 
+async def _crowd_the_cancellations_link(n: nodes.Node, count: int) -> None:
+    """Put `count` sync markers nobody waits for into the private side's cancellations FIFO,
+    so that after a restore the link delivers the jobs well before a cancellation queued
+    behind them: the race a public worker's barrier has to win."""
+    connection = await aio_pika.connect(n.amqp_url(VHOST))
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("jobs.events")
+        body = json.dumps({"marker": "filler"}).encode()
+        await asyncio.gather(
+            *(
+                exchange.publish(aio_pika.Message(body), routing_key=LINK_SYNC_KEY)
+                for _ in range(count)
+            )
+        )
+
+
 async def _ran_on(stack: Stack, job_id: str) -> set[str]:
     return {e["site"] for e in await events(stack.api, job_id) if e["type"] == "JobStarted"}
 
@@ -138,6 +157,7 @@ async def test_a_cut_and_a_restore_lose_nothing_and_a_cancel_holds(
         (doomed,) = await submit(url, job("noop", target_cloud="public"))
         local = await submit(url, *(job("noop", target_cloud="private") for _ in range(5)))
         await wait_for(api, doomed, {"queued"})
+        await _crowd_the_cancellations_link(private, 3000)
         async with httpx.AsyncClient(base_url=api) as http:
             assert (await http.post(f"/jobs/{doomed}/cancel")).status_code == 202
         for job_id in local:  # the private site goes on meanwhile
