@@ -50,6 +50,10 @@ MARKER_WAIT_SECONDS = 15.0  # not read back by then: publish another marker
 UNLINKED_RECHECK_SECONDS = 30.0  # a link barrier marker was unroutable: none until then
 
 
+class BarrierReleased(Exception):
+    """A job's link barrier was given up (shutdown): transient, the job is handed back."""
+
+
 class Cancellations:
     """Cancelled job ids (from the stream) and the running attempts to stop on cancel."""
 
@@ -60,6 +64,11 @@ class Cancellations:
         self._caught_up = asyncio.Event()
         self._barriers: dict[str, asyncio.Future[None]] = {}
         self._barrier: Callable[[], Awaitable[None]] | None = None
+        self._released = False
+
+    def use_barrier(self, barrier: Callable[[], Awaitable[None]]) -> None:
+        """What `settled()` awaits (a feed's link barrier)."""
+        self._barrier = barrier
 
     def cancel(self, job_id: UUID, at: datetime | None = None) -> None:
         """Remember `job_id` as cancelled (at `at`, default now) and stop its attempts."""
@@ -102,6 +111,25 @@ class Cancellations:
     # -- fed by the stream --------------------------------------------------------
     def expect_marker(self, marker: str) -> None:
         self._markers.add(marker)
+
+    def expect_barrier_marker(self, marker: str) -> asyncio.Future[None]:
+        """A future resolved when `marker` is read from the stream."""
+        seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._released:
+            seen.set_exception(BarrierReleased("shutting down"))
+        self._barriers[marker] = seen
+        return seen
+
+    def forget_barrier_marker(self, marker: str) -> None:
+        self._barriers.pop(marker, None)
+
+    def release_barriers(self) -> None:
+        """Fail every barrier still waiting (on shutdown while the link is cut): its job is
+        handed back (transient), not held past the drain."""
+        self._released = True
+        for seen in self._barriers.values():
+            if not seen.done():
+                seen.set_exception(BarrierReleased("shutting down while the link is cut"))
 
     def marker_seen(self, marker: str) -> None:
         barrier = self._barriers.pop(marker, None)
@@ -149,7 +177,7 @@ class CancellationFeed:
         self._sync: asyncio.Task[None] | None = None
         self._unlinked_until = 0.0
         if link_barrier:  # public workers only: the link's far end (module docstring)
-            cancellations._barrier = self._link_barrier
+            cancellations.use_barrier(self._link_barrier)
 
     async def start(self) -> None:
         """Start the replay (from the first message kept) and the marker round trip.
@@ -200,8 +228,7 @@ class CancellationFeed:
             return
         while True:
             marker = uuid4().hex
-            seen = asyncio.get_running_loop().create_future()
-            self.cancellations._barriers[marker] = seen
+            seen = self.cancellations.expect_barrier_marker(marker)
             try:
                 if not await self.bus.link_marker(marker):
                     log.info("no hybrid link takes the barrier marker: none for a while")
@@ -213,7 +240,7 @@ class CancellationFeed:
             except TimeoutError:  # the link is cut: the job waits, held, for it
                 log.info("link barrier marker not back yet; another one")
             finally:
-                self.cancellations._barriers.pop(marker, None)
+                self.cancellations.forget_barrier_marker(marker)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:

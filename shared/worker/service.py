@@ -142,6 +142,7 @@ def build(
         # runner.drain() hands back what still runs after DRAIN_SECONDS (a handler in a
         # pool process is killed), then the pool's idle processes go too.
         await stop_deliveries(subscriber)
+        cancellations.release_barriers()  # jobs held for a cut link go back to the queue
         await asyncio.gather(subscriber.stop(), runner.drain(settings.drain_seconds))
         for task in beating:
             task.cancel()

@@ -254,7 +254,31 @@ def setup(
         for name, state in _shovels(http, host).items():
             if name.startswith(PREFIX) and state == "terminated":
                 http.delete(f"/api/shovels/vhost/{host.quoted_vhost}/{name}/restart")
+    _warn_without_impersonator(sides[PRIVATE])
     typer.echo(f"link set up: {len(SHOVELS)} shovels on the public broker")
+
+
+def _warn_without_impersonator(side: Side) -> None:
+    """The link re-publishes public workers' messages into the private broker under the
+    `--private` URL's user, keeping their `user_id`: RabbitMQ refuses that unless the user
+    is the same or has the `impersonator` tag (docs/hybrid-link.md, broker users)."""
+    user = unquote(urlsplit(side.amqp_url).username or "guest")
+    try:
+        with side.http() as http:
+            got = http.get(f"/api/users/{quote(user, safe='')}")
+    except httpx.HTTPError:
+        return
+    if got.status_code != 200:
+        return  # the admin URL may not read users: nothing to say
+    tags = got.json().get("tags", [])
+    tags = tags.split(",") if isinstance(tags, str) else tags
+    if "impersonator" not in tags:
+        typer.echo(
+            f"warning: the private link user {user!r} has no 'impersonator' tag: messages "
+            "from public workers with another user_id will be refused by the private "
+            f"broker (rabbitmqctl set_user_tags {user} impersonator ...)",
+            err=True,
+        )
 
 
 def _depth(side: Side, queue: str) -> str:
