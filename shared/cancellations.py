@@ -176,6 +176,7 @@ class CancellationFeed:
         self._tag: str | None = None
         self._sync: asyncio.Task[None] | None = None
         self._unlinked_until = 0.0
+        self._linked_side = link_barrier
         if link_barrier:  # public workers only: the link's far end (module docstring)
             cancellations.use_barrier(self._link_barrier)
 
@@ -251,7 +252,11 @@ class CancellationFeed:
     def _apply(self, message: AbstractIncomingMessage) -> None:
         # behind the hybrid link, cancellations and barrier markers are put straight into
         # the stream by its shovel (default exchange; docs/hybrid-link.md)
-        linked = message.exchange == "" and message.routing_key == topology.CANCELLATIONS.name
+        linked = (
+            self._linked_side
+            and message.exchange == ""
+            and message.routing_key == topology.CANCELLATIONS.name
+        )
         if linked and _marker_of(message.body):
             self.cancellations.marker_seen(_marker_of(message.body))
             return

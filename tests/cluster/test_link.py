@@ -20,6 +20,7 @@ import pytest
 from devtools import environment, nodes
 from devtools.stack import Stack
 from shared.topology import LINK_SYNC_KEY
+from tests.brokers import broker_under_test
 from tests.e2e.client import events, job, submit, wait_for
 
 pytestmark = pytest.mark.connected
@@ -57,7 +58,15 @@ def _flags(private: nodes.Node, public: nodes.Node) -> list[str]:
 
 def link(action: str, brokers: tuple[nodes.Node, nodes.Node]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.status.cli", "link", action, *_flags(*brokers)],
+        [
+            sys.executable,
+            "-m",
+            "services.status.cli",
+            "link",
+            action,
+            *_flags(*brokers),
+            *(["--queue-type", broker_under_test().queue_type] if action == "setup" else []),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
