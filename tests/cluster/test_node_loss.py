@@ -62,6 +62,11 @@ async def test_losing_the_connected_node_mid_load_loses_nothing(
     stack, vhost = clustered_stack
     victim, survivor = cluster[0], cluster[1]
     before = _connected_nodes(survivor.management, vhost)
+    for _ in range(30):  # the management API lists connections with a delay
+        if before:
+            break
+        await asyncio.sleep(0.5)
+        before = _connected_nodes(survivor.management, vhost)
     assert set(before) == {victim.nodename}, before  # every service is on the node we stop
 
     jobs = [
