@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: run test test-unit test-connected test-faults lint install generated bench clean
+.PHONY: run test test-unit test-connected test-faults test-cluster lint install generated bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test-faults: install
 	$(PY) -m devtools.preflight
 	FAULTS_JOBS=$(FAULTS_JOBS) FAULTS_SECONDS=$(FAULTS_SECONDS) FAULTS_ROUNDS=$(FAULTS_ROUNDS) \
 		$(PY) -m pytest -q -s -m faults tests/faults
+
+# The end-to-end and cluster tests on a 3-node RabbitMQ cluster of local nodes (quorum
+# queues); the cluster is stopped afterwards whatever the outcome.
+test-cluster: install
+	$(PY) -m devtools.preflight
+	@trap '$(PY) -m devtools.nodes cluster-stop --base var/cluster' EXIT; \
+	$(PY) -m devtools.nodes cluster-start --base var/cluster && \
+	HYBRIDQ_TEST_CLUSTER=var/cluster $(PY) -m pytest -q tests/e2e tests/cluster
 
 lint: install
 	$(VENV)/bin/ruff check .

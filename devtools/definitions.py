@@ -64,7 +64,10 @@ def _worker(site: Site, user: str) -> ServiceAccess:
         (queue, topology.CANCELLATIONS),
         {
             topology.EVENTS: _keys(
-                identity.WORKER_EVENTS, *WORKER_MESSAGE_KEYS, topology.CANCELLATIONS_SYNC_KEY
+                identity.WORKER_EVENTS,
+                *WORKER_MESSAGE_KEYS,
+                topology.CANCELLATIONS_SYNC_KEY,
+                topology.LINK_SYNC_KEY,  # a barrier marker behind the hybrid link
             ),
             topology.DISPATCH: (site.value,),  # a job handed back on shutdown
             topology.DELAY: ANY_KEY,  # retries; the router checks whose site (user_id)

@@ -58,19 +58,22 @@ def ensure_management() -> None:
         )
 
 
-def create_vhost(name: str, user: str = "guest") -> str:
-    """Create a vhost with full permissions for `user`; returns its AMQP URL."""
-    with httpx.Client(base_url=MANAGEMENT, auth=ADMIN, timeout=30) as http:
+def create_vhost(
+    name: str, user: str = "guest", management: str = MANAGEMENT, ports: tuple[int, ...] = (5672,)
+) -> str:
+    """Create a vhost with full permissions for `user`; returns its AMQP URL (one URL per
+    node, comma-separated, when `ports` names the nodes of a cluster)."""
+    with httpx.Client(base_url=management, auth=ADMIN, timeout=30) as http:
         http.put(f"/api/vhosts/{quote(name, safe='')}").raise_for_status()
         http.put(
             f"/api/permissions/{quote(name, safe='')}/{user}",
             json={"configure": ".*", "write": ".*", "read": ".*"},
         ).raise_for_status()
-    return f"amqp://guest:guest@127.0.0.1:5672/{quote(name, safe='')}"
+    return ",".join(f"amqp://guest:guest@127.0.0.1:{p}/{quote(name, safe='')}" for p in ports)
 
 
-def delete_vhost(name: str) -> None:
-    with httpx.Client(base_url=MANAGEMENT, auth=ADMIN, timeout=30) as http:
+def delete_vhost(name: str, management: str = MANAGEMENT) -> None:
+    with httpx.Client(base_url=management, auth=ADMIN, timeout=30) as http:
         response = http.delete(f"/api/vhosts/{quote(name, safe='')}")
         if response.status_code not in (204, 404):
             response.raise_for_status()

@@ -10,13 +10,16 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
+from aiormq.abc import DeliveredMessage
 from faststream import BaseMiddleware
+from faststream.exceptions import SubscriberNotFound
 from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.response import RabbitPublishCommand
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
 from shared import topology
+from shared.connection import FailoverBroker
 from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
 from shared.contracts.workers import WorkerMessage
@@ -52,15 +55,16 @@ def _stamp_user(user: str) -> type[BaseMiddleware]:
 
 
 def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0) -> RabbitBroker:
-    """A broker whose channels confirm publishes and bound unacked deliveries, and whose
-    messages carry the connection's user as `user_id`.
+    """A broker whose channels confirm publishes and bound unacked deliveries, whose
+    messages carry the connection's user as `user_id`, and whose `amqp_url` may name
+    several cluster nodes (shared/connection.py).
 
     Every publish is mandatory (FastStream's default) and `on_return_raises` turns a
     message the broker returns -- no queue took it -- into `aio_pika.exceptions.
     DeliveryError` for the publisher, instead of a confirm that looks like success.
     The handler then hands its delivery back (nack) rather than acking it.
     """
-    return RabbitBroker(
+    return FailoverBroker(
         amqp_url,
         middlewares=[_stamp_user(broker_user(amqp_url))],
         default_channel=Channel(
@@ -132,6 +136,22 @@ class Bus:
             topology.CANCELLATIONS_SYNC_KEY,
             message_id=marker,
         )
+
+    async def link_marker(self, marker: str) -> bool:
+        """A barrier marker round the hybrid link (shared/cancellations.py); False when no
+        link takes it (unroutable: a broker without the link)."""
+        try:
+            confirmation = await self.broker.publish(
+                json.dumps({"marker": marker}).encode(),
+                exchange=topology.EVENTS,
+                routing_key=topology.LINK_SYNC_KEY,
+                persist=True,
+                content_type=JSON,
+                message_id=marker,
+            )
+        except SubscriberNotFound:  # the in-memory test broker's "unroutable"
+            return False
+        return not isinstance(confirmation, DeliveredMessage)  # a return: unroutable
 
     async def submit(self, body: bytes) -> None:
         """Publish a client's JobSubmitted body to `jobs.intake`."""

@@ -10,6 +10,14 @@ publishes a unique marker into the same stream (routing key `cancellations.sync`
 no consumer takes for a cancellation) and waits until it reads that marker back. The
 stream is one ordered log, so every cancellation confirmed before the marker was
 published lies before it and has been applied by then.
+
+Behind the hybrid link (a public worker on the public broker) a job and its cancellation
+travel on different shovels, so a job can reach the worker before a cancellation issued
+before it. `settled()` is the barrier the worker passes before each job: its feed sends a
+marker round the link (public -> private broker -> back through the same FIFO queue and
+shovel as the cancellations) and waits to read it back from the stream; every cancellation
+issued before the job left the private broker is then applied. Where no link takes the
+marker (unroutable: an ordinary broker) it returns at once (docs/hybrid-link.md).
 """
 
 from __future__ import annotations
@@ -41,6 +49,11 @@ MAX_REMEMBERED = 250_000  # ~40 MB; beyond it the oldest are forgotten (logged)
 STREAM_PREFETCH = 500  # a stream consumer needs a prefetch; this one sets replay speed
 MARKER_WAIT_SECONDS = 15.0  # not read back by then: publish another marker
 STREAM_START_SECONDS = 60.0  # how long start-up waits for a stream still coming up
+UNLINKED_RECHECK_SECONDS = 30.0  # a link barrier marker was unroutable: none until then
+
+
+class BarrierReleased(Exception):
+    """A job's link barrier was given up (shutdown): transient, the job is handed back."""
 
 
 class Cancellations:
@@ -53,6 +66,17 @@ class Cancellations:
         self._caught_up = asyncio.Event()
         self._barrier: Callable[[], Awaitable[None]] | None = None
         self._round_trips: dict[str, list[asyncio.Future[None]]] = {}
+        self._barriers: dict[str, asyncio.Future[None]] = {}
+        self._link_barrier: Callable[[], Awaitable[bool]] | None = None
+        self._released = False
+
+    def use_barrier(self, barrier: Callable[[], Awaitable[None]]) -> None:
+        """What `settled()` awaits on this broker (a feed's stream barrier)."""
+        self._barrier = barrier
+
+    def use_link_barrier(self, barrier: Callable[[], Awaitable[bool]]) -> None:
+        """What `settled()` tries first behind the hybrid link (a public worker's feed)."""
+        self._link_barrier = barrier
 
     def cancel(self, job_id: UUID, at: datetime | None = None) -> None:
         """Remember `job_id` as cancelled (at `at`, default now) and stop its attempts."""
@@ -86,18 +110,23 @@ class Cancellations:
         has been applied (see the module docstring); at once when already so."""
         await self._caught_up.wait()
 
-    async def fresh(self) -> None:
-        """Resolve once every cancellation confirmed before this call has been applied.
+    async def settled(self) -> None:
+        """The barrier a worker passes before its start check: every cancellation confirmed
+        before the call has been applied, so a job cancelled before it was taken never
+        starts.
 
-        A job taken from a work queue a moment after its cancel was confirmed may reach
-        the worker before the cancel reaches it through the stream (two queues, no order
-        between them); the worker calls this before its start check, so a job cancelled
-        before it was taken never starts. Without a feed (in-memory tests): at once."""
+        A job taken from a work queue a moment after its cancel was confirmed may reach the
+        worker before the cancel reaches it through the stream (two queues, no order
+        between them). Behind the hybrid link a marker goes round the link (which also
+        proves the local stream is read up to it); elsewhere a marker published after the
+        call must come back through the local stream. Without a feed (in-memory tests): at
+        once."""
+        if self._released:
+            raise BarrierReleased("shutting down")
+        if self._link_barrier is not None and await self._link_barrier():
+            return
         if self._barrier is not None:
             await self._barrier()
-
-    def use_barrier(self, barrier: Callable[[], Awaitable[None]]) -> None:
-        self._barrier = barrier
 
     # -- fed by the stream --------------------------------------------------------
     def expect_marker(self, marker: str) -> None:
@@ -111,7 +140,33 @@ class Cancellations:
         """Stop waiting for `marker`; its waiters, not yet released, are returned."""
         return [w for w in self._round_trips.pop(marker, []) if not w.done()]
 
+    def expect_barrier_marker(self, marker: str) -> asyncio.Future[None]:
+        """A future resolved when `marker` is read from the stream."""
+        seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._released:
+            seen.set_exception(BarrierReleased("shutting down"))
+        self._barriers[marker] = seen
+        return seen
+
+    def forget_barrier_marker(self, marker: str) -> None:
+        self._barriers.pop(marker, None)
+
+    def release_barriers(self) -> None:
+        """Fail every barrier still waiting (on shutdown while the link is cut): its job is
+        handed back (transient), not held past the drain."""
+        self._released = True
+        for seen in self._barriers.values():
+            if not seen.done():
+                seen.set_exception(BarrierReleased("shutting down while the link is cut"))
+        for waiters in self._round_trips.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(BarrierReleased("shutting down"))
+
     def marker_seen(self, marker: str) -> None:
+        barrier = self._barriers.pop(marker, None)
+        if barrier is not None and not barrier.done():
+            barrier.set_result(None)
         if marker in self._markers:
             self._markers.clear()
             self._caught_up.set()
@@ -145,6 +200,8 @@ class CancellationFeed:
         bus: Bus,
         cancellations: Cancellations,
         workers: WorkerUsers | None = None,
+        *,
+        link_barrier: bool = False,
     ) -> None:
         self.broker = broker
         self.bus = bus
@@ -156,6 +213,10 @@ class CancellationFeed:
         self._waiting: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._barriers: asyncio.Task[None] | None = None
+        self._unlinked_until = 0.0
+        self._linked_side = link_barrier
+        if link_barrier:  # public workers only: the link's far end (module docstring)
+            cancellations.use_link_barrier(self._link_barrier)
 
     async def start(self) -> None:
         """Start the replay (from the first message kept) and the marker round trip.
@@ -250,6 +311,28 @@ class CancellationFeed:
             self._waiting.extend(stale)
             self._wake.set()
 
+    async def _link_barrier(self) -> bool:
+        """A marker round the hybrid link, read back from the stream (module docstring):
+        True once it is back. Not routable means no link (False): checked again after
+        UNLINKED_RECHECK_SECONDS."""
+        if time.monotonic() < self._unlinked_until:
+            return False
+        while True:
+            marker = uuid4().hex
+            seen = self.cancellations.expect_barrier_marker(marker)
+            try:
+                if not await self.bus.link_marker(marker):
+                    log.info("no hybrid link takes the barrier marker: none for a while")
+                    self._unlinked_until = time.monotonic() + UNLINKED_RECHECK_SECONDS
+                    return False
+                await asyncio.wait_for(seen, MARKER_WAIT_SECONDS)
+                log.info("link barrier passed")
+                return True
+            except TimeoutError:  # the link is cut: the job waits, held, for it
+                log.info("link barrier marker not back yet; another one")
+            finally:
+                self.cancellations.forget_barrier_marker(marker)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
             self._apply(message)
@@ -257,12 +340,22 @@ class CancellationFeed:
             await message.ack()
 
     def _apply(self, message: AbstractIncomingMessage) -> None:
-        if message.exchange != topology.EVENTS.name:
+        # behind the hybrid link, cancellations and barrier markers are put straight into
+        # the stream by its shovel (default exchange; docs/hybrid-link.md)
+        linked = (
+            self._linked_side
+            and message.exchange == ""
+            and message.routing_key == topology.CANCELLATIONS.name
+        )
+        if linked and _marker_of(message.body):
+            self.cancellations.marker_seen(_marker_of(message.body))
+            return
+        if not linked and message.exchange != topology.EVENTS.name:
             return
         if message.routing_key == topology.CANCELLATIONS_SYNC_KEY:
             self.cancellations.marker_seen(_marker_of(message.body))
             return
-        if message.routing_key != topology.CANCELLED_KEY:
+        if not linked and message.routing_key != topology.CANCELLED_KEY:
             return
         if self.workers.is_worker(message.user_id):
             log.warning("cancellation published by a worker's user: ignored")

@@ -12,9 +12,10 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from shared.connection import connect
 
 log = logging.getLogger("hybridq.queue_depth")
 
@@ -36,7 +37,7 @@ class QueueDepths:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._connection = await connect(self.amqp_url)
         await self.refresh()
         self._task = asyncio.create_task(self._loop(), name="queue-depths")
 

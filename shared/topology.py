@@ -55,9 +55,10 @@ def _quorum(name: str, routing_key: str = "", **arguments: Any) -> RabbitQueue:
 class WorkQueueType(StrEnum):
     """How `jobs.public` / `jobs.private` are declared (setting WORK_QUEUE_TYPE).
 
-    classic: a priority queue (`x-max-priority` 9) on RabbitMQ 3.10 to 4.x; one node.
-    quorum: replicated across a cluster, with a delivery limit; RabbitMQ 4.x orders it by
-    two priority levels (5-9 before 0-4), 3.10-3.13 ignore priorities on quorum queues.
+    classic: v1's declarations; the work queues are priority queues (`x-max-priority` 9).
+    quorum: every queue that holds a job or an event is a quorum queue (`for_kind`),
+    replicated across a cluster; RabbitMQ 4.x orders quorum queues by two priority levels
+    (5-9 before 0-4), 3.10-3.13 ignore priorities there.
     """
 
     CLASSIC = "classic"
@@ -73,11 +74,7 @@ def work_queue_name(site: Site) -> str:
 
 def work_queue(site: Site, kind: WorkQueueType = WorkQueueType.CLASSIC) -> RabbitQueue:
     if kind is WorkQueueType.QUORUM:
-        return _quorum(
-            work_queue_name(site),
-            routing_key=site.value,
-            **{"x-delivery-limit": WORK_DELIVERY_LIMIT, **_DEAD_LETTERING},
-        )
+        return for_kind(work_queue(site), kind)
     return _classic(
         work_queue_name(site),
         routing_key=site.value,
@@ -116,6 +113,10 @@ STATUS_GROUPS = tuple(
 # -- cancellations (a stream every router and worker replays at start) ------------------
 CANCELLED_KEY = "job.cancelled"
 CANCELLATIONS_SYNC_KEY = "cancellations.sync"
+LINK_SYNC_KEY = "cancellations.link-sync"
+"""A worker's barrier marker behind the hybrid link: routed only where `hybridq link setup`
+bound it (public broker -> private broker -> back in the cancellations' own FIFO); on a
+broker without the link it is unroutable (docs/hybrid-link.md)."""
 """Sync markers: a process reads its own marker back to know its replay reached the
 present. Not a `job.*` key, so no event consumer sees it, and only `job.cancelled` cancels."""
 CANCELLATIONS_MAX_AGE = "30D"
@@ -178,18 +179,62 @@ Binding = tuple[RabbitQueue, RabbitExchange]
 BASE_EXCHANGES = (INTAKE, EVENTS, DISPATCH, DELAY, DEAD_LETTER_EXCHANGE)
 
 
+def for_kind(queue: RabbitQueue, kind: WorkQueueType) -> RabbitQueue:
+    """`queue` as declared under WORK_QUEUE_TYPE=`kind`.
+
+    classic: unchanged (v1's declarations). quorum: every durable queue that holds a job or
+    an event becomes a quorum queue (Raft-replicated: a cluster that loses a node loses no
+    job) with an explicit delivery limit; where it dead-letters, it does so at-least-once
+    (`x-dead-letter-strategy`, which needs `x-overflow: reject-publish`), so a message is
+    never lost between two queues on a node failure. Priorities are dropped: quorum queues
+    have none on RabbitMQ 3.10-3.13 (docs/cluster.md). Streams and exclusive queues are
+    left alone.
+    """
+    arguments = dict(queue.arguments or {})
+    if kind is WorkQueueType.CLASSIC or not queue.durable or queue.exclusive:
+        return queue
+    if arguments.get("x-queue-type") == QueueType.STREAM.value:
+        return queue
+    arguments.pop("x-queue-type", None)
+    arguments.pop("x-max-priority", None)
+    arguments.setdefault("x-delivery-limit", QUORUM_DELIVERY_LIMITS.get(queue.name, 100))
+    if "x-dead-letter-exchange" in arguments:
+        arguments["x-dead-letter-strategy"] = "at-least-once"
+        arguments["x-overflow"] = "reject-publish"
+    return _quorum(queue.name, routing_key=queue.routing_key, **arguments)
+
+
+QUORUM_DELIVERY_LIMITS = {
+    "jobs.public": WORK_DELIVERY_LIMIT,
+    "jobs.private": WORK_DELIVERY_LIMIT,
+    "jobs.router.intake": INTAKE_DELIVERY_LIMIT,
+    "jobs.router.due": INTAKE_DELIVERY_LIMIT,
+}
+"""Delivery limits of the quorum queues; the others (status feeds, dead letters, delay tiers)
+get 100: a status service that hands events back during a long database outage (each hold
+is minutes) must not dead-letter them after a few tries, while a poison message that kills
+the consumer process still ends in `jobs.dead-letter` instead of looping forever."""
+
+
+def _kinded(bindings: Iterable[Binding], kind: WorkQueueType) -> tuple[Binding, ...]:
+    return tuple((for_kind(queue, kind), exchange) for queue, exchange in bindings)
+
+
 def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
     """Queues every publisher relies on: without them a message published before its
     consumer starts would be unroutable. Every service declares them, so start order
     does not matter and a fresh vhost works."""
-    return (
-        *((work_queue(site, kind), DISPATCH) for site in Site),
-        *((t.queue, DELAY) for t in DELAY_TIERS),
-        (ROUTER_DUE, DELAY),
-        (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
-        (STATUS_WORKERS, EVENTS),
-        (CANCELLATIONS, EVENTS),
-        (CANCELLATIONS_SYNC, EVENTS),
+    return _kinded(
+        (
+            *((work_queue(site, kind), DISPATCH) for site in Site),
+            *((t.queue, DELAY) for t in DELAY_TIERS),
+            (ROUTER_DUE, DELAY),
+            (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
+            (STATUS_WORKERS, EVENTS),
+            (CANCELLATIONS, EVENTS),
+            (CANCELLATIONS_SYNC, EVENTS),
+        ),
+        kind,
     )
 
 
@@ -197,7 +242,10 @@ def router_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
     """The router's queues, plus the status feed its events go to: publishes are
     mandatory, so a router started before the status service needs that queue to exist
     (else every event would be refused and intake handed back)."""
-    return (*base_bindings(kind), (ROUTER_INTAKE, INTAKE), (STATUS_EVENTS, EVENTS))
+    return (
+        *base_bindings(kind),
+        *_kinded([(ROUTER_INTAKE, INTAKE), (STATUS_EVENTS, EVENTS)], kind),
+    )
 
 
 def worker_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
@@ -207,10 +255,15 @@ def worker_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
 def status_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding, ...]:
     return (
         *base_bindings(kind),
-        (ROUTER_INTAKE, INTAKE),
-        (STATUS_EVENTS, EVENTS),
-        (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
-        *((queue, EVENTS) for queue in STATUS_GROUPS),
+        *_kinded(
+            [
+                (ROUTER_INTAKE, INTAKE),
+                (STATUS_EVENTS, EVENTS),
+                (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
+                *((queue, EVENTS) for queue in STATUS_GROUPS),
+            ],
+            kind,
+        ),
     )
 
 

@@ -13,18 +13,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from devtools import environment
 from devtools.stack import Stack
 from services.status.migrate import upgrade
+from tests.brokers import BrokerUnderTest, broker_under_test
 
 
 def _name() -> str:
     return f"hybridq_test_{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture(scope="session")
+def broker() -> BrokerUnderTest:
+    """The machine's RabbitMQ node, or the local cluster `make test-cluster` started."""
+    return broker_under_test()
+
+
 @pytest.fixture(scope="module")
-def amqp_url() -> Iterator[str]:
+def amqp_url(broker: BrokerUnderTest) -> Iterator[str]:
+    """A throw-away vhost; on a cluster, one URL per node (comma-separated)."""
     name = _name()
-    url = environment.create_vhost(name)
+    url = environment.create_vhost(name, management=broker.management, ports=broker.ports)
     yield url
-    environment.delete_vhost(name)
+    environment.delete_vhost(name, management=broker.management)
+
+
+@pytest.fixture(scope="session")
+def management(broker: BrokerUnderTest) -> str:
+    """Base URL of the management API of the broker the tests use."""
+    return broker.management
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +75,7 @@ def stack_env(
         "RETRY_BASE_SECONDS": "0.2",
         "RETRY_MAX_SECONDS": "2",
         "LOG_LEVEL": "INFO",
+        "WORK_QUEUE_TYPE": broker_under_test().queue_type,
     }
 
 

@@ -70,15 +70,16 @@ def build(
     due = DueJobs(bus, cancellations, ledger, clock, WorkerUsers.from_settings(settings))
     feed = CancellationFeed(broker, bus, cancellations, WorkerUsers.from_settings(settings))
 
+    kind = settings.work_queue_type
     intake_subscriber = broker.subscriber(
-        topology.ROUTER_INTAKE,
+        topology.for_kind(topology.ROUTER_INTAKE, kind),
         topology.INTAKE,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="router.intake",
     )
     due_subscriber = broker.subscriber(
-        topology.ROUTER_DUE,
+        topology.for_kind(topology.ROUTER_DUE, kind),
         topology.DELAY,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,

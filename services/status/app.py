@@ -62,9 +62,10 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
-        subscribe(broker, bus, projector, engine, settings.db_hold_seconds)
-        workers.subscribe(broker, bus, engine)
-        coordinator.subscribe(broker, bus, engine, settings.db_hold_seconds)
+        kind = settings.work_queue_type
+        subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
+        workers.subscribe(broker, bus, engine, kind)
+        coordinator.subscribe(broker, bus, engine, settings.db_hold_seconds, kind)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))

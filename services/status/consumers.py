@@ -63,14 +63,20 @@ def subscribe(
     projector: Projector,
     engine: AsyncEngine,
     hold_seconds: float = HOLD_SECONDS,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
 ) -> None:
-    subscribe_events(broker, bus, projector)
-    subscribe_dead_letters(broker, engine, hold_seconds)
+    subscribe_events(broker, bus, projector, kind)
+    subscribe_dead_letters(broker, engine, hold_seconds, kind)
 
 
-def subscribe_events(broker: RabbitBroker, bus: Bus, projector: Projector) -> None:
+def subscribe_events(
+    broker: RabbitBroker,
+    bus: Bus,
+    projector: Projector,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+) -> None:
     @broker.subscriber(
-        topology.STATUS_EVENTS,
+        topology.for_kind(topology.STATUS_EVENTS, kind),
         topology.EVENTS,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
@@ -102,10 +108,13 @@ def subscribe_events(broker: RabbitBroker, bus: Bus, projector: Projector) -> No
 
 
 def subscribe_dead_letters(
-    broker: RabbitBroker, engine: AsyncEngine, hold_seconds: float = HOLD_SECONDS
+    broker: RabbitBroker,
+    engine: AsyncEngine,
+    hold_seconds: float = HOLD_SECONDS,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
 ) -> None:
     @broker.subscriber(
-        topology.STATUS_DEAD_LETTERS,
+        topology.for_kind(topology.STATUS_DEAD_LETTERS, kind),
         topology.DEAD_LETTER_EXCHANGE,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,

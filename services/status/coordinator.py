@@ -53,10 +53,14 @@ async def record_ending(engine: AsyncEngine, event: AnyEvent, publisher: Site | 
 
 
 def subscribe(
-    broker: RabbitBroker, bus: Bus, engine: AsyncEngine, hold_seconds: float = HOLD_SECONDS
+    broker: RabbitBroker,
+    bus: Bus,
+    engine: AsyncEngine,
+    hold_seconds: float = HOLD_SECONDS,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
 ) -> None:
     @broker.subscriber(
-        topology.STATUS_GROUPS[0],
+        topology.for_kind(topology.STATUS_GROUPS[0], kind),
         topology.EVENTS,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,

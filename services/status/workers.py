@@ -33,9 +33,14 @@ LIVE_INTERVALS = 3  # a worker not heard from for 3 heartbeat intervals is not l
 MIN_LIVE_SECONDS = 15.0
 
 
-def subscribe(broker: RabbitBroker, bus: Bus, engine: AsyncEngine) -> None:
+def subscribe(
+    broker: RabbitBroker,
+    bus: Bus,
+    engine: AsyncEngine,
+    kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+) -> None:
     @broker.subscriber(
-        topology.STATUS_WORKERS,
+        topology.for_kind(topology.STATUS_WORKERS, kind),
         topology.EVENTS,
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,

@@ -111,7 +111,7 @@ class Runner:
                 f"the {self.site.value} site has no handler for {job.job_type!r}",
                 job.attempt - 1,
             )
-        await self.cancellations.fresh()  # every cancel confirmed before now is known
+        await self.cancellations.settled()  # every cancel confirmed before now is known
         if self.cancellations.is_cancelled(job.job_id):
             log.info("cancelled before start: not run", extra={"job_id": job_id})
             return "cancelled"

@@ -109,7 +109,13 @@ def build(
         title=f"{site.value}_worker",
     )
     subscriber(handle)
-    feed = CancellationFeed(broker, runner.bus, cancellations, WorkerUsers.from_settings(settings))
+    feed = CancellationFeed(
+        broker,
+        runner.bus,
+        cancellations,
+        WorkerUsers.from_settings(settings),
+        link_barrier=site is Site.PUBLIC,  # behind the hybrid link (docs/hybrid-link.md)
+    )
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
     health.attach(app, {"broker": broker_check(broker)}, settings.health_host, settings.health_port)
 
@@ -138,6 +144,7 @@ def build(
         # runner.drain() hands back what still runs after DRAIN_SECONDS (a handler in a
         # pool process is killed), then the pool's idle processes go too.
         await stop_deliveries(subscriber)
+        cancellations.release_barriers()  # jobs held for a cut link go back to the queue
         await asyncio.gather(subscriber.stop(), runner.drain(settings.drain_seconds))
         for task in beating:
             task.cancel()

@@ -16,7 +16,7 @@ TERMINAL = {"rejected", "succeeded", "dead_lettered", "cancelled"}
 
 async def publish_raw(amqp_url: str, bodies: list[bytes], priority: int | None = None) -> None:
     """Publish bodies to `jobs.intake` / `job.submitted`, persistent, with confirms."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(amqp_url.split(",")[0])  # a cluster: its first node
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange("jobs.intake")

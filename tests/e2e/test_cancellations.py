@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
+from tests.brokers import first_url
 from tests.conftest import free_port
 from tests.e2e.client import events, job, submit, wait_for
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.connected
 
 async def _ready(stack: Stack, queue: str) -> int:
     """Messages ready in `queue` now (a passive declare; the management API samples)."""
-    connection = await aio_pika.connect(stack.env["AMQP_URL"])
+    connection = await aio_pika.connect(first_url(stack.env["AMQP_URL"]))
     async with connection:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
@@ -49,7 +50,7 @@ async def _fill_stream(amqp_url: str, count: int) -> None:
     """Messages the feed skips (not from `jobs.events`) but must read through: the
     cancellation that follows lies behind a replay that takes a while, so a consumer that
     did not wait for `caught_up()` would take the job before the replay reaches it."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(first_url(amqp_url))
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         body = b'{"filler": "' + b"x" * 200 + b'"}'

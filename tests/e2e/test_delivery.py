@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
+from tests.brokers import broker_under_test, first_url
 from tests.e2e.client import events, job, publish_raw, submit, wait_for
 
 pytestmark = pytest.mark.connected
@@ -111,13 +112,17 @@ async def test_poison_messages_are_dead_lettered_while_valid_jobs_run(stack: Sta
     async with httpx.AsyncClient(auth=("guest", "guest")) as http:
         vhost = stack.env["AMQP_URL"].rsplit("/", 1)[1]
         got = await http.post(
-            f"http://127.0.0.1:15672/api/queues/{vhost}/jobs.dead-letter/get",
+            f"{broker_under_test().management}/api/queues/{vhost}/jobs.dead-letter/get",
             json={"count": 100, "ackmode": "ack_requeue_true", "encoding": "auto"},
         )
     reasons = {m["properties"]["headers"]["x-hybridq-reason"] for m in got.json()}
     assert set(poison) <= reasons
 
 
+@pytest.mark.skipif(
+    broker_under_test().clustered,
+    reason="quorum queues have no priorities on RabbitMQ 3.10-3.13 (docs/cluster.md)",
+)
 async def test_priority_nine_overtakes_a_backlog_of_priority_one(stack: Stack) -> None:
     stack.stop("private_worker")
     try:
@@ -161,7 +166,7 @@ async def test_a_message_requeued_over_and_over_hits_the_delivery_limit(stack: S
     poison = job("noop")
     try:
         await submit(stack.env["AMQP_URL"], poison)
-        connection = await aio_pika.connect(stack.env["AMQP_URL"])
+        connection = await aio_pika.connect(first_url(stack.env["AMQP_URL"]))
         async with connection:
             channel = await connection.channel()
             queue = await channel.get_queue("jobs.router.intake", ensure=False)
@@ -193,7 +198,7 @@ async def test_a_redelivered_attempt_counts_as_lost_and_is_retried(stack: Stack)
     try:
         (job_id,) = await submit(stack.env["AMQP_URL"], job("noop", target_cloud="private"))
         await wait_for(stack.api, job_id, {"queued"})
-        connection = await aio_pika.connect(stack.env["AMQP_URL"])
+        connection = await aio_pika.connect(first_url(stack.env["AMQP_URL"]))
         async with connection:
             channel = await connection.channel()
             queue = await channel.get_queue("jobs.private", ensure=False)

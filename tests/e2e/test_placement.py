@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
+from tests.brokers import first_url
 from tests.conftest import free_port
 from tests.e2e.client import events, job, submit, wait_for
 from tests.fake_batch_api import FakeBatchApi
@@ -70,7 +71,7 @@ async def test_public_worker_refuses_a_hand_published_confidential_job(stack: St
         "site": "public",
         "data_classification": "confidential",
     }
-    connection = await aio_pika.connect(stack.env["AMQP_URL"])
+    connection = await aio_pika.connect(first_url(stack.env["AMQP_URL"]))
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange("jobs.dispatch")

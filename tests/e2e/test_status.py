@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
+from tests.brokers import BrokerUnderTest, broker_under_test, first_url
 from tests.conftest import free_port
 from tests.e2e.client import events, job, submit, wait_for
 from tests.tcp_proxy import TcpProxy
@@ -32,8 +33,8 @@ def proxy() -> Iterator[TcpProxy]:
 
 
 @pytest.fixture(scope="module")
-def amqp_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(5672, free_port()).start()
+def amqp_proxy(broker: BrokerUnderTest) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(broker.ports[0], free_port()).start()
     yield proxy
     proxy.stop()
 
@@ -43,7 +44,7 @@ def stack(
     stack_env: dict[str, str], amqp_proxy: TcpProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """The real processes; the status service reaches the broker through a proxy."""
-    parts = urlsplit(stack_env["AMQP_URL"])
+    parts = urlsplit(first_url(stack_env["AMQP_URL"]))
     via_proxy = urlunsplit(parts._replace(netloc=f"guest:guest@127.0.0.1:{amqp_proxy.listen_port}"))
     stack = Stack(
         stack_env,
@@ -129,7 +130,8 @@ async def _until(predicate: object, timeout: float) -> float:
 def _dead_letter_depth(stack: Stack) -> int:
     vhost = stack.env["AMQP_URL"].rsplit("/", 1)[1]
     queue = httpx.get(
-        f"http://127.0.0.1:15672/api/queues/{vhost}/jobs.dead-letter", auth=("guest", "guest")
+        f"{broker_under_test().management}/api/queues/{vhost}/jobs.dead-letter",
+        auth=("guest", "guest"),
     ).json()
     return int(queue.get("messages", 0))
 

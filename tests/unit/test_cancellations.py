@@ -179,17 +179,17 @@ class _MarkerBus:
 
 async def test_the_start_barrier_waits_for_a_marker_published_after_the_call() -> None:
     """A job taken just after its cancel was confirmed must not start before the cancel is
-    applied: `fresh()` returns only once a marker published after the call came back."""
+    applied: `settled()` returns only once a marker published after the call came back."""
     cancellations, bus = Cancellations(), _MarkerBus()
     feed = CancellationFeed(None, bus, cancellations)  # type: ignore[arg-type]
     serving = asyncio.create_task(feed.run_barriers())
     cancellations.use_barrier(feed.barrier)  # what feed.start() does
     try:
-        first = asyncio.create_task(cancellations.fresh())
+        first = asyncio.create_task(cancellations.settled())
         await asyncio.sleep(0.01)
         assert len(bus.markers) == 1
         assert not first.done()  # published, not read back yet
-        second = asyncio.create_task(cancellations.fresh())  # called after marker 1 went out
+        second = asyncio.create_task(cancellations.settled())  # called after marker 1 went out
         await asyncio.sleep(0.01)
         cancellations.marker_seen(bus.markers[0])
         await asyncio.wait_for(first, 1)
@@ -203,4 +203,4 @@ async def test_the_start_barrier_waits_for_a_marker_published_after_the_call() -
 
 
 async def test_without_a_feed_the_barrier_is_free() -> None:
-    await asyncio.wait_for(Cancellations().fresh(), 1)
+    await asyncio.wait_for(Cancellations().settled(), 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from services.status.cli import dlq, jobs, schedules, workers  # noqa: F401  (registers the commands)
+from services.status.cli import dlq, jobs, link, schedules, workers  # noqa: F401
 from services.status.cli.app import app
 
 

@@ -1,0 +1,338 @@
+"""`hybridq link setup|status|remove`: the hybrid link between the private site's broker and
+the public site's broker, made of RabbitMQ dynamic shovels (contract §7, docs/hybrid-link.md).
+
+Every shovel is defined on the public broker: RabbitMQ 3.10 does not restart a dynamic
+shovel whose remote broker closed its connection on shutdown, but it starts the shovels of
+a node whenever that node starts, so the site that comes and goes (the public cloud) carries
+them. Each moves messages with `ack-mode: on-confirm`: a message leaves its source queue
+only once the other broker has confirmed it, so a cut link loses nothing. Jobs wait on the
+private side while the link is down; what public workers publish waits on the public side.
+`setup` restarts any shovel it finds terminated (e.g. after the private broker restarted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+import typer
+from faststream.rabbit import RabbitExchange, RabbitQueue
+
+from services.status.cli.app import app, fail
+from shared import topology
+from shared.bus import make_broker
+from shared.contracts.jobs import Site
+
+link_app = typer.Typer(help="The hybrid link to the public site's broker.", no_args_is_help=True)
+app.add_typer(link_app, name="link")
+
+PRIVATE, PUBLIC = "private", "public"
+PREFIX = "hybridq-link-"
+WORKER_EVENT_KEYS = (
+    "job.started",
+    "job.progress",
+    "job.succeeded",
+    "job.failed",
+    "job.dead_lettered",
+    "worker.#",
+)
+"""What public workers report (contract §3.2); `job.cancelled` flows the other way, so the
+two directions never feed each other."""
+
+
+def _link_queue(name: str, kind: topology.WorkQueueType) -> RabbitQueue:
+    queue: RabbitQueue = RabbitQueue(name, durable=True)
+    return topology.for_kind(queue, kind)
+
+
+@dataclass(frozen=True)
+class Shovel:
+    """One direction of the link: a queue on one side into an exchange on the other."""
+
+    name: str
+    source: str  # PRIVATE or PUBLIC
+    queue: str
+    exchange: str
+    routing_key: str | None  # None: keep each message's own routing key
+
+    @property
+    def destination(self) -> str:
+        return PUBLIC if self.source == PRIVATE else PRIVATE
+
+
+SHOVELS = (
+    # placed public jobs and cancellations, private -> public
+    Shovel(f"{PREFIX}jobs", PRIVATE, "jobs.public", topology.DISPATCH.name, Site.PUBLIC.value),
+    Shovel(
+        f"{PREFIX}cancellations",
+        PRIVATE,
+        "jobs.link.cancellations",
+        "",
+        topology.CANCELLATIONS.name,
+    ),
+    # what public workers publish, public -> private
+    Shovel(f"{PREFIX}events", PUBLIC, "jobs.link.events", topology.EVENTS.name, None),
+    Shovel(
+        f"{PREFIX}dead-letters",
+        PUBLIC,
+        topology.DEAD_LETTER_QUEUE.name,
+        topology.DEAD_LETTER_EXCHANGE.name,
+        None,
+    ),
+    Shovel(f"{PREFIX}child-jobs", PUBLIC, "jobs.link.intake", topology.INTAKE.name, None),
+    Shovel(
+        f"{PREFIX}retries", PUBLIC, topology.ROUTER_DUE.name, topology.DELAY.name, topology.DUE_KEY
+    ),
+)
+
+
+LinkBinding = tuple[RabbitQueue, RabbitExchange, str]
+
+
+def _link_bindings(side: str, kind: topology.WorkQueueType) -> list[LinkBinding]:
+    """The link's own queues on `side`, each with the (exchange, routing key)s it takes.
+
+    Cancellations and the public workers' barrier markers share one FIFO queue and one
+    shovel (private -> public), so a marker read back proves every cancellation before it
+    arrived (shared/cancellations.py). That shovel publishes straight into the public
+    cancellations stream (`dest-queue`), so markers never loop back."""
+    cancels, events = topology.CANCELLED_KEY, topology.EVENTS
+    sync = topology.LINK_SYNC_KEY
+    if side == PRIVATE:
+        outbound = _link_queue("jobs.link.cancellations", kind)
+        return [(outbound, events, cancels), (outbound, events, sync)]
+    return [
+        *((_link_queue("jobs.link.events", kind), events, key) for key in WORKER_EVENT_KEYS),
+        (_link_queue("jobs.link.events", kind), events, sync),
+        (_link_queue("jobs.link.intake", kind), topology.INTAKE, topology.SUBMITTED_KEY),
+    ]
+
+
+@dataclass(frozen=True)
+class Side:
+    amqp_url: str
+    admin: str
+    vhost: str
+
+    @classmethod
+    def parse(cls, amqp_url: str, admin: str | None) -> Side:
+        parts = urlsplit(amqp_url)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            fail(f"not an AMQP URL: {amqp_url!r}")
+        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        if admin is None:
+            user, password = parts.username or "guest", parts.password or "guest"
+            admin = f"http://{user}:{password}@{parts.hostname}:15672"
+        return cls(amqp_url, admin.rstrip("/"), vhost)
+
+    def http(self) -> httpx.Client:
+        parts = urlsplit(self.admin)
+        auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+        base = f"{parts.scheme}://{parts.hostname}:{parts.port or 15672}{parts.path}"
+        return httpx.Client(base_url=base, auth=auth, timeout=10)
+
+    @property
+    def quoted_vhost(self) -> str:
+        return quote(self.vhost, safe="")
+
+
+async def _declare(side: Side, name: str, kind: topology.WorkQueueType) -> None:
+    """The project's own topology (as the services declare it) plus the link's queues."""
+    broker = make_broker(side.amqp_url, 1)
+    try:
+        await broker.connect()
+        own = topology.status_bindings if name == PRIVATE else topology.worker_bindings
+        await topology.declare(broker, own(kind))
+        for queue, source, key in _link_bindings(name, kind):
+            exchange = await broker.declare_exchange(source)
+            declared = await broker.declare_queue(queue)
+            await declared.bind(exchange, routing_key=key)
+    finally:
+        await broker.stop()
+
+
+def _uri(side: str, sides: dict[str, Side]) -> str:
+    """The shovels run on the public broker: its own end is a direct (in-node) connection."""
+    if side == PUBLIC:  # no host: in-node, as the dummy user; the path names the vhost
+        return f"amqp:///{sides[PUBLIC].quoted_vhost}"
+    return sides[side].amqp_url
+
+
+def _shovel_value(shovel: Shovel, sides: dict[str, Side], reconnect: int) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "src-protocol": "amqp091",
+        "src-uri": _uri(shovel.source, sides),
+        "src-queue": shovel.queue,
+        "src-prefetch-count": 100,
+        "dest-protocol": "amqp091",
+        "dest-uri": _uri(shovel.destination, sides),
+        **(
+            {"dest-queue": shovel.routing_key}
+            if shovel.exchange == ""
+            else {"dest-exchange": shovel.exchange}
+        ),
+        "ack-mode": "on-confirm",
+        "src-delete-after": "never",
+        "reconnect-delay": reconnect,
+    }
+    if shovel.routing_key is not None and shovel.exchange:
+        value["dest-exchange-key"] = shovel.routing_key
+    return value
+
+
+def _shovels(http: httpx.Client, side: Side) -> dict[str, str]:
+    """The state of each shovel on the public broker; a clear failure without the plugin."""
+    try:
+        response = http.get(f"/api/shovels/{side.quoted_vhost}")
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the public broker's management API at {side.admin}: {exc}")
+    if response.status_code == 404:
+        fail(
+            "the public broker has no shovel plugin: run `rabbitmq-plugins enable "
+            "rabbitmq_shovel rabbitmq_shovel_management` on it (the link is made of shovels)"
+        )
+    if response.status_code in (401, 403):
+        fail(f"the public broker's management API refused {side.admin}: {response.status_code}")
+    response.raise_for_status()
+    return {s["name"]: s.get("state", "unknown") for s in response.json()}
+
+
+PrivateOption = Annotated[str, typer.Option("--private", help="private broker AMQP URL")]
+PublicOption = Annotated[str, typer.Option("--public", help="public broker AMQP URL")]
+PrivateAdmin = Annotated[
+    str | None, typer.Option("--private-admin", help="private management API base URL")
+]
+PublicAdmin = Annotated[
+    str | None, typer.Option("--public-admin", help="public management API base URL")
+]
+KindOption = Annotated[
+    topology.WorkQueueType,
+    typer.Option("--queue-type", envvar="WORK_QUEUE_TYPE", help="as the services' setting"),
+]
+
+
+def _sides(
+    private: str, public: str, private_admin: str | None, public_admin: str | None
+) -> dict[str, Side]:
+    return {
+        PRIVATE: Side.parse(private, private_admin),
+        PUBLIC: Side.parse(public, public_admin),
+    }
+
+
+@link_app.command("setup")
+def setup(
+    private: PrivateOption,
+    public: PublicOption,
+    private_admin: PrivateAdmin = None,
+    public_admin: PublicAdmin = None,
+    queue_type: KindOption = topology.WorkQueueType.CLASSIC,
+    reconnect_seconds: Annotated[
+        int, typer.Option(min=1, help="shovel reconnect delay (whole seconds)")
+    ] = 1,
+) -> None:
+    """Connect the two brokers (idempotent: running it again changes nothing)."""
+    sides = _sides(private, public, private_admin, public_admin)
+    host = sides[PUBLIC]
+    with host.http() as http:
+        _shovels(http, host)
+        for name, side in sides.items():
+            try:
+                asyncio.run(_declare(side, name, queue_type))
+            except Exception as exc:
+                fail(f"cannot declare the topology on the {name} broker: {exc}")
+        for shovel in SHOVELS:
+            response = http.put(
+                f"/api/parameters/shovel/{host.quoted_vhost}/{shovel.name}",
+                json={"value": _shovel_value(shovel, sides, reconnect_seconds)},
+            )
+            if response.status_code >= 400:
+                fail(f"cannot define shovel {shovel.name}: {response.status_code} {response.text}")
+        for name, state in _shovels(http, host).items():
+            if name.startswith(PREFIX) and state == "terminated":
+                http.delete(f"/api/shovels/vhost/{host.quoted_vhost}/{name}/restart")
+    _warn_without_impersonator(sides[PRIVATE])
+    typer.echo(f"link set up: {len(SHOVELS)} shovels on the public broker")
+
+
+def _warn_without_impersonator(side: Side) -> None:
+    """The link re-publishes public workers' messages into the private broker under the
+    `--private` URL's user, keeping their `user_id`: RabbitMQ refuses that unless the user
+    is the same or has the `impersonator` tag (docs/hybrid-link.md, broker users)."""
+    user = unquote(urlsplit(side.amqp_url).username or "guest")
+    try:
+        with side.http() as http:
+            got = http.get(f"/api/users/{quote(user, safe='')}")
+    except httpx.HTTPError:
+        return
+    if got.status_code != 200:
+        return  # the admin URL may not read users: nothing to say
+    tags = got.json().get("tags", [])
+    tags = tags.split(",") if isinstance(tags, str) else tags
+    if "impersonator" not in tags:
+        typer.echo(
+            f"warning: the private link user {user!r} has no 'impersonator' tag: messages "
+            "from public workers with another user_id will be refused by the private "
+            f"broker (rabbitmqctl set_user_tags {user} impersonator ...)",
+            err=True,
+        )
+
+
+def _depth(side: Side, queue: str) -> str:
+    try:
+        with side.http() as http:
+            got = http.get(f"/api/queues/{side.quoted_vhost}/{quote(queue, safe='')}")
+    except httpx.HTTPError:
+        return "unreachable"
+    if got.status_code != 200:
+        return "unreachable" if got.status_code >= 500 else "missing"
+    return str(got.json().get("messages", 0))
+
+
+@link_app.command("status")
+def status(
+    private: PrivateOption,
+    public: PublicOption,
+    private_admin: PrivateAdmin = None,
+    public_admin: PublicAdmin = None,
+) -> None:
+    """Each shovel's state and the messages waiting for it; exit 1 when one is not running."""
+    sides = _sides(private, public, private_admin, public_admin)
+    try:
+        with sides[PUBLIC].http() as http:
+            running = _shovels(http, sides[PUBLIC])
+    except typer.Exit:
+        running = {s.name: "unreachable" for s in SHOVELS}  # the public site is cut off
+    down = 0
+    for shovel in SHOVELS:
+        state = running.get(shovel.name, "missing")
+        down += state != "running"
+        waiting = _depth(sides[shovel.source], shovel.queue)
+        typer.echo(
+            f"{shovel.name:28} {state:11} {shovel.source}:{shovel.queue} -> "
+            f"{shovel.destination}:{shovel.exchange}  waiting {waiting}"
+        )
+    if down:
+        fail(f"{down} of {len(SHOVELS)} link shovels are not running")
+
+
+@link_app.command("remove")
+def remove(
+    private: PrivateOption,
+    public: PublicOption,
+    private_admin: PrivateAdmin = None,
+    public_admin: PublicAdmin = None,
+) -> None:
+    """Delete the link's shovels. Its queues stay (they may hold messages)."""
+    sides = _sides(private, public, private_admin, public_admin)
+    host = sides[PUBLIC]
+    with host.http() as http:
+        _shovels(http, host)
+        for shovel in SHOVELS:
+            response = http.delete(f"/api/parameters/shovel/{host.quoted_vhost}/{shovel.name}")
+            if response.status_code not in (204, 404):
+                fail(f"cannot delete shovel {shovel.name}: {response.status_code}")
+    typer.echo("link removed (its queues and the messages in them stay)")
