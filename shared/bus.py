@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
 from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import PublishError
 from faststream import BaseMiddleware
 from faststream.exceptions import SubscriberNotFound
 from faststream.rabbit import RabbitBroker, RabbitExchange
@@ -150,6 +151,8 @@ class Bus:
                 message_id=marker,
             )
         except SubscriberNotFound:  # the in-memory test broker's "unroutable"
+            return False
+        except PublishError:  # a basic.return (mandatory + on_return_raises): no link
             return False
         return not isinstance(confirmation, DeliveredMessage)  # a return: unroutable
 

@@ -158,10 +158,13 @@ def dead_letter_event(letter: DeadLetter) -> AnyEvent | None:
             reason=f"unprocessable message ({letter.reason})",
             occurred_at=letter.dead_lettered_at,
         )
+    # the detail (e.g. the attempt's error) too: this event can be projected before the
+    # worker's own JobFailed, and the first terminal view should say why
+    reason = f"{letter.reason}: {letter.detail}" if letter.detail else letter.reason
     return JobDeadLettered(
         event_id=event_id,
         job_id=letter.job_id,
-        reason=letter.reason,
+        reason=reason[:2000],
         attempts=letter.attempts,
         occurred_at=letter.dead_lettered_at,
     )
