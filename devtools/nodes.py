@@ -153,7 +153,9 @@ def join(n: Node, seed: Node) -> None:
 
 def start_cluster(base: Path, size: int = 3, first_port: int = CLUSTER_FIRST_PORT) -> list[Node]:
     """Start `size` nodes and join them into one cluster; writes `base/nodes.json`."""
-    nodes = [node(f"hybridq-c{i + 1}", first_port + i, base) for i in range(size)]
+    # names carry the port: a cluster of the test suite and one of `make test-cluster` (other
+    # ports) never take each other for a node left running
+    nodes = [node(f"hybridq-c{first_port + i}", first_port + i, base) for i in range(size)]
     for n in nodes:
         start(n)
     for n in nodes[1:]:
