@@ -286,6 +286,9 @@ class CancellationFeed:
         await waiter
 
     async def run_barriers(self) -> None:
+        """One marker out at a time (group commit): callers that arrive while a marker is
+        out wait for the next one, published once it is back, so a busy worker sends one
+        marker per round trip, not one per job."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -302,7 +305,9 @@ class CancellationFeed:
                 await asyncio.sleep(1)
                 self._wake.set()
                 continue
-            asyncio.get_running_loop().call_later(MARKER_WAIT_SECONDS, self._resend, marker)
+            _, pending = await asyncio.wait(batch, timeout=MARKER_WAIT_SECONDS)
+            if pending:
+                self._resend(marker)
 
     def _resend(self, marker: str) -> None:
         """A marker not read back in time (a reconnect replays the stream): a new one."""

@@ -191,8 +191,10 @@ async def test_the_start_barrier_waits_for_a_marker_published_after_the_call() -
         assert not first.done()  # published, not read back yet
         second = asyncio.create_task(cancellations.settled())  # called after marker 1 went out
         await asyncio.sleep(0.01)
+        assert len(bus.markers) == 1  # one marker out at a time: the second caller waits
         cancellations.marker_seen(bus.markers[0])
         await asyncio.wait_for(first, 1)
+        await asyncio.sleep(0.01)
         assert not second.done()  # marker 1 proves nothing about what came after it
         assert len(bus.markers) == 2
         cancellations.cancel(uuid.uuid4())  # the stream delivers a cancel, then marker 2
