@@ -58,6 +58,17 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """`--param k=v` options as a params object (v read as JSON when it is JSON)."""
+    params: dict[str, Any] = {}
+    for item in pairs or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            fail(f"--param {item!r} is not k=v", 2)
+        params[key] = parse_value(raw)
+    return params
+
+
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> None:
     widths = {c: max([len(c), *(len(str(r.get(c) or "")) for r in rows)]) for c in columns}
     typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))

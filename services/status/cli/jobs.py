@@ -17,7 +17,7 @@ from services.status.cli.app import (
     call,
     client,
     fail,
-    parse_value,
+    parse_params,
     table,
 )
 
@@ -39,12 +39,7 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job; prints its job_id."""
-    params: dict[str, Any] = {}
-    for item in param or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            fail(f"--param {item!r} is not k=v", 2)
-        params[key] = parse_value(raw)
+    params = parse_params(param)
     body = {
         k: v
         for k, v in {

@@ -19,7 +19,7 @@ from services.status.cli.app import (
     app,
     call,
     fail,
-    parse_value,
+    parse_params,
     table,
 )
 
@@ -32,16 +32,6 @@ def _when(item: dict[str, Any]) -> str:
     if item.get("cron"):
         return f"{item['cron']} ({item['timezone']})"
     return f"every {item['every_seconds']}s"
-
-
-def _params(pairs: list[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in pairs or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            fail(f"--param {item!r} is not k=v", 2)
-        params[key] = parse_value(raw)
-    return params
 
 
 @schedule.command("add")
@@ -70,7 +60,7 @@ def add(
         k: v
         for k, v in {
             "job_type": job_type,
-            "params": _params(param),
+            "params": parse_params(param),
             "priority": priority,
             "target_cloud": target,
             "data_classification": classification,
