@@ -2,7 +2,8 @@
 
 A service runs as one process named after it (`stack.start("router")` -> `router`), or as
 replicas (`stack.start("router", replicas=2)` -> `router#1`, `router#2`), each as if on its
-own machine: its own local disk (`ROUTER_STATE_DIR`), worker name and, for the status
+own machine: its own empty local folder (`ROUTER_STATE_DIR`, which no v1.1 service reads
+any more: nothing rests on a local disk), worker name and, for the status
 service, HTTP port. `kill` is `kill -9`; `replace` starts a fresh process under the same
 name with an empty local disk, so a test can show that no guarantee rests on one
 process's memory or disk.
