@@ -101,7 +101,6 @@ SERVICES = (
             topology.STATUS_EVENTS,
             topology.STATUS_DEAD_LETTERS,
             topology.STATUS_WORKERS,
-            topology.STATUS_GROUPS[0],
         ),
         {
             topology.INTAKE: (topology.SUBMITTED_KEY,),

@@ -64,6 +64,9 @@ def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0)
     message the broker returns -- no queue took it -- into `aio_pika.exceptions.
     DeliveryError` for the publisher, instead of a confirm that looks like success.
     The handler then hands its delivery back (nack) rather than acking it.
+
+    Handlers are called without FastDepends (`apply_types=False`): subscribe them with
+    `decoder=shared.service.the_delivery` and they receive the delivery itself.
     """
     return FailoverBroker(
         amqp_url,
@@ -72,6 +75,9 @@ def make_broker(amqp_url: str, prefetch: int, *, graceful_timeout: float = 25.0)
             prefetch_count=prefetch, publisher_confirms=True, on_return_raises=True
         ),
         graceful_timeout=graceful_timeout,
+        # no dependency injection: handlers take the delivery from the decoder
+        # (shared.service.the_delivery), with no worker-thread hop per message
+        apply_types=False,
         reconnect_interval=1.0,  # back within seconds after a broker blip (readyz: < 5 s)
         logger=logging.getLogger("hybridq.faststream"),
         log_level=logging.DEBUG,

@@ -103,11 +103,6 @@ STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
 WORKER_KEYS = "worker.#"
 STATUS_WORKERS = _classic("jobs.status.workers", routing_key=WORKER_KEYS, **_DEAD_LETTERING)
 """Worker heartbeats and attempt leases, for the status service (`GET /workers`, leases)."""
-GROUP_ENDING_KEYS = ("job.succeeded", "job.dead_lettered", "job.cancelled")
-STATUS_GROUPS = tuple(
-    _classic("jobs.status.groups", routing_key=key, **_DEAD_LETTERING) for key in GROUP_ENDING_KEYS
-)
-"""The saga coordinator's own queue: one queue, bound once per job-ending routing key."""
 
 
 # -- cancellations (a stream every router and worker replays at start) ------------------
@@ -260,7 +255,6 @@ def status_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
                 (ROUTER_INTAKE, INTAKE),
                 (STATUS_EVENTS, EVENTS),
                 (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
-                *((queue, EVENTS) for queue in STATUS_GROUPS),
             ],
             kind,
         ),

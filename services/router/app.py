@@ -20,7 +20,7 @@ from shared.identity import WorkerUsers
 from shared.metrics import ROUTER_OUTCOMES, serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
-from shared.service import RawHandler, raw_body, settle, stop_deliveries
+from shared.service import RawHandler, settle, stop_deliveries, the_delivery
 from shared.settings import RouterSettings
 
 from .dedup import Ledger
@@ -75,14 +75,14 @@ def build(
         topology.for_kind(topology.ROUTER_INTAKE, kind),
         topology.INTAKE,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+        decoder=the_delivery,
         title="router.intake",
     )
     due_subscriber = broker.subscriber(
         topology.for_kind(topology.ROUTER_DUE, kind),
         topology.DELAY,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+        decoder=the_delivery,
         title="router.due",
     )
 

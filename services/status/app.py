@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.status import coordinator, leases, redrives, workers
+from services.status import leases, outbox, redrives, workers
 from services.status.api import dead_letters, jobs, system
 from services.status.api import groups as group_routes
 from services.status.api import schedules as schedule_routes
@@ -58,6 +58,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             settings.batch_size,
             settings.batch_wait_seconds,
             hold_seconds=settings.db_hold_seconds,
+            relay=lambda: outbox.relay(engine, bus),
         )
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
@@ -65,7 +66,6 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         kind = settings.work_queue_type
         subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
         workers.subscribe(broker, bus, engine, kind)
-        coordinator.subscribe(broker, bus, engine, settings.db_hold_seconds, kind)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))

@@ -26,7 +26,7 @@ from shared import topology
 from shared.bus import Bus
 from shared.dead_letters import DeadLetterReason
 from shared.errors import PermanentError, RetryableError
-from shared.service import raw_body
+from shared.service import the_delivery
 
 log = logging.getLogger("hybridq.status.consumers")
 
@@ -79,7 +79,7 @@ def subscribe_events(
         topology.for_kind(topology.STATUS_EVENTS, kind),
         topology.EVENTS,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+        decoder=the_delivery,
         title="status.events",
     )
     async def on_event(msg: RabbitMessage) -> None:
@@ -117,7 +117,7 @@ def subscribe_dead_letters(
         topology.for_kind(topology.STATUS_DEAD_LETTERS, kind),
         topology.DEAD_LETTER_EXCHANGE,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+        decoder=the_delivery,
         title="status.dead_letters",
     )
     async def on_dead_letter(msg: RabbitMessage) -> None:

@@ -90,7 +90,11 @@ class UnitOfWork(Protocol):
     async def histories(self, ids: Sequence[UUID]) -> dict[UUID, list[AnyEvent]]: ...
     async def save_views(self, views: Sequence[StoredView]) -> None: ...
     async def insert_dead_letter(self, letter: DeadLetter) -> bool: ...
-    async def member_ended(self, job_id: UUID, status: str) -> None: ...
+    async def members_ended(self, endings: Sequence[tuple[UUID, str]]) -> None:
+        """Jobs whose view just became terminal, with that status: for the ones that are
+        open members of a group, record the ending and queue the compensations it calls
+        for (the saga coordinator, services/status/saga.py), in this transaction."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):
@@ -121,7 +125,12 @@ async def project(uow: UnitOfWork, arrivals: Sequence[Arrival]) -> list[Outcome]
     new_ids = await uow.insert_events(list(allowed.values())) if allowed else set()
     fresh = [e for e in allowed.values() if e.event_id in new_ids]
     if fresh:
-        await _refold(uow, old, fresh)
+        saved = await _refold(uow, old, fresh)
+        # the saga coordinator sees each ending in the transaction that shows it: no
+        # queue, delivery or transaction of its own per job
+        endings = [(s.view.job_id, s.view.status) for s in saved if _ended(old, s.view)]
+        if endings:
+            await uow.members_ended(endings)
     return [
         Outcome.FORBIDDEN
         if f
@@ -130,7 +139,15 @@ async def project(uow: UnitOfWork, arrivals: Sequence[Arrival]) -> list[Outcome]
     ]
 
 
-async def _refold(uow: UnitOfWork, old: dict[UUID, StoredView], fresh: list[AnyEvent]) -> None:
+def _ended(old: dict[UUID, StoredView], view: JobView) -> bool:
+    """The view is terminal now, and was not (or not with this status) before."""
+    before = old.get(view.job_id)
+    return view.terminal and (before is None or before.view.status != view.status)
+
+
+async def _refold(
+    uow: UnitOfWork, old: dict[UUID, StoredView], fresh: list[AnyEvent]
+) -> list[StoredView]:
     by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
     for event in fresh:
         by_job[event.job_id].append(event)
@@ -143,6 +160,7 @@ async def _refold(uow: UnitOfWork, old: dict[UUID, StoredView], fresh: list[AnyE
         listed_at = view.submitted_at or (before.listed_at if before else first_seen)
         saved.append(StoredView(view, listed_at))
     await uow.save_views(saved)
+    return saved
 
 
 def dead_letter_event(letter: DeadLetter) -> AnyEvent | None:
@@ -172,7 +190,8 @@ def dead_letter_event(letter: DeadLetter) -> AnyEvent | None:
 
 async def record_dead_letter(uow: UnitOfWork, letter: DeadLetter) -> bool:
     """Store a dead letter and, in the same transaction, end its job's view unless the job
-    is already terminal. True if the dead letter was new."""
+    is already terminal (`project` records a group member's ending with it). True if the
+    dead letter was new."""
     event = dead_letter_event(letter)
     if event is not None:
         await uow.lock_jobs([event.job_id])
@@ -181,8 +200,5 @@ async def record_dead_letter(uow: UnitOfWork, letter: DeadLetter) -> bool:
     if event is not None:
         current = (await uow.views([event.job_id])).get(event.job_id)
         if current is None or current.view.status not in TERMINAL:
-            [outcome] = await project(uow, [Arrival(event, letter.publisher)])
-            ended = (await uow.views([event.job_id])).get(event.job_id)
-            if outcome is Outcome.PROJECTED and ended and ended.view.status in TERMINAL:
-                await uow.member_ended(event.job_id, ended.view.status)  # same transaction
+            await project(uow, [Arrival(event, letter.publisher)])
     return True

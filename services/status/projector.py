@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,8 +28,12 @@ class Projector:
         batch_size: int = 200,
         batch_wait: float = 0.02,
         hold_seconds: float = HOLD_SECONDS,
+        relay: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """`relay`: publishes the outbox, called after a batch whose group-member endings
+        queued compensations (the periodic relay publishes them otherwise)."""
         self.engine = engine
+        self.relay = relay
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.hold_seconds = hold_seconds
@@ -71,7 +76,7 @@ class Projector:
             async for attempt in db_retrying(self.hold_seconds):
                 with attempt:
                     try:
-                        outcomes = await project(self.engine, [a for a, _ in batch])
+                        outcomes, compensations = await project(self.engine, [a for a, _ in batch])
                     except Exception as exc:
                         if is_transient(exc):
                             self.db_ok = False
@@ -98,6 +103,11 @@ class Projector:
                 EVENTS_DUPLICATE.inc()
             if not future.done():
                 future.set_result(outcome)
+        if compensations and self.relay is not None:
+            try:
+                await self.relay()
+            except Exception:
+                log.warning("compensations recorded; the relay will publish them", exc_info=True)
 
 
 def _settle(batch: list[Pending], error: Exception) -> None:

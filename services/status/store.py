@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.status import ingest, saga
 from services.status.ingest import Arrival, DeadLetter, Outcome, StoredView, UnitOfWork
 from services.status.projection import JobView
-from services.status.tables import dead_letters, job_events, jobs
+from services.status.tables import dead_letters, group_members, job_events, jobs
 from shared.contracts.events import AnyEvent, parse_event
 
 _VIEW_COLUMNS = [
@@ -62,6 +62,7 @@ class PgUnitOfWork:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.compensations = 0  # queued in the outbox by this transaction
 
     async def lock_jobs(self, ids: Sequence[UUID]) -> None:
         # transaction-scoped, taken in sorted order: no deadlock between replicas
@@ -120,8 +121,20 @@ class PgUnitOfWork:
         )
         return result.first() is not None
 
-    async def member_ended(self, job_id: UUID, status: str) -> None:
-        await saga.member_ended(self.conn, job_id, status, None)
+    async def members_ended(self, endings: Sequence[tuple[UUID, str]]) -> None:
+        # one indexed query for the whole batch; most jobs belong to no group
+        members = set(
+            await self.conn.scalars(
+                select(group_members.c.job_id).where(
+                    group_members.c.job_id.in_([job_id for job_id, _ in endings]),
+                    group_members.c.outcome.is_(None),
+                )
+            )
+        )
+        for job_id, status in sorted(endings):
+            if job_id in members:
+                due = await saga.member_ended(self.conn, job_id, status, None)
+                self.compensations += len(due)
 
 
 def unit_of_work(engine: AsyncEngine) -> ingest.UnitOfWorkFactory:
@@ -135,15 +148,19 @@ def unit_of_work(engine: AsyncEngine) -> ingest.UnitOfWorkFactory:
     return begin
 
 
-async def project(engine: AsyncEngine, arrivals: Sequence[Arrival]) -> list[Outcome]:
-    async with unit_of_work(engine)() as uow:
-        return await ingest.project(uow, arrivals)
+async def project(engine: AsyncEngine, arrivals: Sequence[Arrival]) -> tuple[list[Outcome], int]:
+    """Project a batch in one transaction: the outcome of each arrival, and how many
+    compensations the endings among them queued in the outbox (to relay after commit)."""
+    async with engine.begin() as conn:
+        uow = PgUnitOfWork(conn)
+        outcomes = await ingest.project(uow, arrivals)
+    return outcomes, uow.compensations
 
 
 async def apply_events(engine: AsyncEngine, events: Sequence[AnyEvent]) -> list[AnyEvent]:
     """Record events (unrestricted publisher) and update their views in one transaction;
     returns the events that were new (the rest were duplicates, skipped by event_id)."""
-    outcomes = await project(engine, [Arrival(e) for e in events])
+    outcomes, _ = await project(engine, [Arrival(e) for e in events])
     fresh = {e.event_id: e for e, o in zip(events, outcomes, strict=True) if o is Outcome.PROJECTED}
     return list(fresh.values())
 

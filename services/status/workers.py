@@ -26,7 +26,7 @@ from shared.contracts.workers import (
     WorkerHeartbeat,
 )
 from shared.dead_letters import DeadLetterReason
-from shared.service import raw_body
+from shared.service import the_delivery
 
 log = logging.getLogger("hybridq.status.workers")
 LIVE_INTERVALS = 3  # a worker not heard from for 3 heartbeat intervals is not listed
@@ -43,7 +43,7 @@ def subscribe(
         topology.for_kind(topology.STATUS_WORKERS, kind),
         topology.EVENTS,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+        decoder=the_delivery,
         title="status.workers",
     )
     async def on_worker_message(msg: RabbitMessage) -> None:

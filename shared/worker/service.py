@@ -20,7 +20,7 @@ from shared.contracts.jobs import Site
 from shared.health import broker_check
 from shared.identity import WorkerUsers
 from shared.metrics import serve_metrics
-from shared.service import raw_body, settle, stop_deliveries
+from shared.service import settle, stop_deliveries, the_delivery
 from shared.settings import WorkerSettings
 from shared.worker.executors import Executor, LocalExecutor
 from shared.worker.handlers import Registry
@@ -105,7 +105,7 @@ def build(
         queue,
         topology.passive(topology.DISPATCH),  # a worker's user configures its queue only
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_body,
+        decoder=the_delivery,
         title=f"{site.value}_worker",
     )
     subscriber(handle)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from devtools import environment
-from services.status import consumers, coordinator
+from services.status import consumers, outbox
 from services.status.projector import Projector
 from services.status.tables import dead_letters
 from shared import topology
@@ -35,15 +35,15 @@ class Harness:
 async def status_consumers(
     amqp_url: str, database_url: str, hold_seconds: float = 0.5, groups: bool = True
 ) -> AsyncIterator[Harness]:
-    """The events, dead-letter (and coordinator) subscribers, as `python -m services.status`
-    wires them, with a short database hold so the hand-back path runs."""
+    """The events and dead-letter subscribers, as `python -m services.status` wires them
+    (the projection relays the compensations it queues unless `groups` is False), with a
+    short database hold so the hand-back path runs."""
     engine = create_async_engine(database_url, pool_pre_ping=True, pool_size=3)
     broker = make_broker(amqp_url, 50)
     bus = Bus(broker)
-    projector = Projector(engine, 50, 0.02, hold_seconds=hold_seconds)
+    relay = (lambda: outbox.relay(engine, bus)) if groups else None
+    projector = Projector(engine, 50, 0.02, hold_seconds=hold_seconds, relay=relay)
     consumers.subscribe(broker, bus, projector, engine, hold_seconds)
-    if groups:
-        coordinator.subscribe(broker, bus, engine, hold_seconds)
     await projector.start()
     await broker.connect()
     await topology.declare(broker, topology.status_bindings())

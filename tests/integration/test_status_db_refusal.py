@@ -151,7 +151,6 @@ async def test_events_arriving_while_the_database_refuses_are_all_projected_afte
                 amqp_url,
                 topology.STATUS_EVENTS.name,
                 topology.STATUS_DEAD_LETTERS.name,
-                topology.STATUS_GROUPS[0].name,
             ),
             30,
             "status queues empty, nothing unacked",

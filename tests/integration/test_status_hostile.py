@@ -91,7 +91,6 @@ async def test_hostile_messages_are_listed_and_settled(amqp_url: str, database_u
                 amqp_url,
                 topology.STATUS_EVENTS.name,
                 topology.STATUS_DEAD_LETTERS.name,
-                topology.STATUS_GROUPS[0].name,
             ),
             30,
             "status queues empty, nothing unacked",
@@ -99,7 +98,7 @@ async def test_hostile_messages_are_listed_and_settled(amqp_url: str, database_u
         view = await queries.get_job(status.engine, job_id)
         async with status.engine.connect() as conn:
             raw = {r.raw_body for r in await conn.execute(select(dead_letters.c.raw_body))}
-    queues = (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS, topology.STATUS_GROUPS[0])
+    queues = (topology.STATUS_EVENTS, topology.STATUS_DEAD_LETTERS)
     assert await ready_after_stop(amqp_url, *(q.name for q in queues)) == {
         q.name: 0 for q in queues
     }

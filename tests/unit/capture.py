@@ -10,7 +10,7 @@ from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 
 from shared import topology
-from shared.service import raw_body
+from shared.service import the_delivery
 
 
 @dataclass
@@ -39,7 +39,7 @@ def capture(broker: RabbitBroker) -> Captured:
     seen = Captured()
 
     @broker.subscriber(
-        RabbitQueue("test.events", routing_key="job.*"), topology.EVENTS, decoder=raw_body
+        RabbitQueue("test.events", routing_key="job.*"), topology.EVENTS, decoder=the_delivery
     )
     async def on_event(msg: RabbitMessage) -> None:
         seen.events.append(json.loads(msg.body))
@@ -47,7 +47,7 @@ def capture(broker: RabbitBroker) -> Captured:
     @broker.subscriber(
         RabbitQueue("test.worker", routing_key=topology.WORKER_KEYS),
         topology.EVENTS,
-        decoder=raw_body,
+        decoder=the_delivery,
     )
     async def on_worker_message(msg: RabbitMessage) -> None:
         seen.worker_messages.append(json.loads(msg.body))
@@ -55,7 +55,7 @@ def capture(broker: RabbitBroker) -> Captured:
     @broker.subscriber(
         RabbitQueue("test.intake", routing_key=topology.SUBMITTED_KEY),
         topology.INTAKE,
-        decoder=raw_body,
+        decoder=the_delivery,
     )
     async def on_submitted(msg: RabbitMessage) -> None:
         seen.submitted.append(_json(msg.body))
@@ -65,7 +65,7 @@ def capture(broker: RabbitBroker) -> Captured:
         @broker.subscriber(
             RabbitQueue(f"test.dispatch.{site}", routing_key=site),
             topology.DISPATCH,
-            decoder=raw_body,
+            decoder=the_delivery,
         )
         async def on_dispatch(msg: RabbitMessage) -> None:
             seen.dispatched.append(
@@ -77,13 +77,13 @@ def capture(broker: RabbitBroker) -> Captured:
         @broker.subscriber(
             RabbitQueue(f"test.{tier.name}", routing_key=tier.name),
             topology.DELAY,
-            decoder=raw_body,
+            decoder=the_delivery,
         )
         async def on_delay(msg: RabbitMessage) -> None:
             seen.delayed.append((msg.raw_message.routing_key or "", json.loads(msg.body)))
 
     @broker.subscriber(
-        RabbitQueue("test.dead-letters"), topology.DEAD_LETTER_EXCHANGE, decoder=raw_body
+        RabbitQueue("test.dead-letters"), topology.DEAD_LETTER_EXCHANGE, decoder=the_delivery
     )
     async def on_dead_letter(msg: RabbitMessage) -> None:
         seen.dead_letters.append((msg.body, dict(msg.headers)))

@@ -61,5 +61,5 @@ class FakeUnitOfWork:
         self.dead_letters[letter.id] = letter
         return True
 
-    async def member_ended(self, job_id: UUID, status: str) -> None:
-        self.ended.append((job_id, status))
+    async def members_ended(self, endings: Sequence[tuple[UUID, str]]) -> None:
+        self.ended.extend(endings)

@@ -121,12 +121,33 @@ async def test_a_dead_letter_does_not_touch_a_terminal_job_or_an_event_copy() ->
     store, done, running = FakeStore(), uuid.uuid4(), uuid.uuid4()
     cancel = ev.JobCancelled(job_id=done, reason="stop", occurred_at=T0)
     await project(store, Arrival(cancel), *(Arrival(e) for e in routed(running)))
+    assert store.ended_members == [(done, "cancelled")]  # the projection saw it end
     await record(store, letter(done, Ending.DEAD_LETTER))
     await record(store, letter(running, Ending.NONE))
     await record(store, letter(running, Ending.REJECT))  # a malformed copy
     assert (status(store, done), status(store, running)) == ("cancelled", "queued")
     assert len(store.dead_letters) == 3
+    assert store.ended_members == [(done, "cancelled")]  # no further ending
+
+
+async def test_the_projection_reports_each_ending_once_in_its_transaction() -> None:
+    """The saga coordinator learns of a member's ending from the transaction that shows it
+    terminal: once, with the status shown, never for a job still running or a duplicate."""
+    store, job_id, other = FakeStore(), uuid.uuid4(), uuid.uuid4()
+    await project(
+        store, *(Arrival(e) for e in routed(job_id)), *(Arrival(e) for e in routed(other))
+    )
     assert store.ended_members == []
+    started = ev.JobStarted(job_id=job_id, site="private", attempt=1, worker="w", occurred_at=T0)
+    done = ev.JobSucceeded(
+        job_id=job_id, site="private", attempt=1, duration_seconds=0.1, occurred_at=T0
+    )
+    await project(store, Arrival(started), Arrival(done))
+    await project(store, Arrival(done))  # a duplicate
+    late = ev.JobCancelled(job_id=job_id, reason="too late", occurred_at=T0)
+    await project(store, Arrival(late))  # after the end: the view stays succeeded
+    assert store.ended_members == [(job_id, "succeeded")]
+    assert status(store, job_id) == "succeeded"
 
 
 async def test_a_forged_dead_letter_cannot_end_another_sites_job() -> None:

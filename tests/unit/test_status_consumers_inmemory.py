@@ -22,7 +22,7 @@ from shared import topology
 from shared.bus import Bus
 from shared.contracts import events as ev
 from shared.dead_letters import REASON_HEADER
-from shared.service import raw_body
+from shared.service import the_delivery
 
 
 class FakeProjector:
@@ -38,11 +38,11 @@ class FakeProjector:
 
 
 def status_events(projector: FakeProjector) -> tuple[RabbitBroker, list[dict[str, Any]]]:
-    broker = RabbitBroker()
+    broker = RabbitBroker(apply_types=False)  # as make_broker: handlers get the delivery
     subscribe_events(broker, Bus(broker), projector)  # type: ignore[arg-type]
     letters: list[dict[str, Any]] = []
 
-    @broker.subscriber(RabbitQueue("test.dlx"), topology.DEAD_LETTER_EXCHANGE, decoder=raw_body)
+    @broker.subscriber(RabbitQueue("test.dlx"), topology.DEAD_LETTER_EXCHANGE, decoder=the_delivery)
     async def on_dead_letter(msg: RabbitMessage) -> None:
         letters.append(dict(msg.headers))
 
