@@ -10,6 +10,11 @@ raises, so the delivery being handled is not acked and is processed (and publish
 aio-pika's robust connection reconnects to one URL; `FailoverConnection` is the one place
 that knows how it picks that URL (it reads `self.url` once per connection attempt), and
 tests/unit/test_connection.py fails if a new aio-pika release reads it differently.
+
+`CoalescingTransport` (aiormq's documented `TransportFactory` extension point) sends the
+AMQP frames written in one event-loop turn in one `send()`: a busy service publishes and
+acks many messages per turn, and on a shared host every system call costs both ends
+(`bench/`: the socket write was a quarter to a third of each service's CPU).
 """
 
 from __future__ import annotations
@@ -19,10 +24,75 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import aio_pika
+import aiormq.connection
 from aio_pika import RobustConnection
 from aio_pika.abc import AbstractRobustConnection
+from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
 from faststream.rabbit import RabbitBroker
 from yarl import URL
+
+FRAME_QUEUE = 1024
+"""Frames a connection may queue for its writer (aiormq's `Connection.FRAME_BUFFER_SIZE`,
+10 by default). With 10, publishers on a channel wait for the writer in turn (aiormq holds
+the channel lock while it queues a frame), so every frame leaves in its own turn and its
+own `send()`; with room for many, one turn's frames leave together. The queue stays
+bounded by what is in flight: every publish awaits its confirm, every handler its
+delivery (prefetch). Measured (`bench/`): 3,000 confirmed publishes from 100 tasks, 3,055
+sends and 0.42 s of CPU with 10; 176 sends and 0.26 s with 1,024."""
+aiormq.connection.Connection.FRAME_BUFFER_SIZE = FRAME_QUEUE  # tests/unit pin the name
+
+
+class CoalescingWriter:
+    """A `StreamWriter` whose writes within one event-loop turn leave in one `send()`.
+
+    Order is kept (one buffer, flushed in order at the end of the turn); `close` and
+    `write_eof` flush first. `drain` does not flush: aiormq drains after every published
+    frame, which would send each on its own again; flow control still holds (the buffer
+    only grows within one turn, and the transport's own high-water mark pauses writers).
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._writer.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+class CoalescingTransport(TransportFactory):
+    """aiormq's TCP or TLS transport (by the URL's scheme), writing through a
+    `CoalescingWriter`."""
+
+    async def create(
+        self, url: URL, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        plain = url.scheme == "amqp"
+        inner = TCPTransportFactory() if plain else TLSTransportFactory()
+        reader, writer = await inner.create(url, **kwargs)
+        return reader, cast(asyncio.StreamWriter, CoalescingWriter(writer))
 
 
 def node_urls(amqp_url: str) -> list[str]:
@@ -50,6 +120,8 @@ class FailoverConnection(RobustConnection):
         self._move_on = False
         super().__init__(self._urls[0], loop=loop, **kwargs)
         self._move_on = False  # reading the URL's query while constructing is no attempt
+        # passed on to aiormq.connect (aio-pika keeps only the parameters it knows)
+        self.kwargs["transport_factory"] = CoalescingTransport()
 
     @property
     def url(self) -> URL:

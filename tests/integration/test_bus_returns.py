@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aio_pika
 import pytest
 from aio_pika.exceptions import DeliveryError
 from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 
 from shared.bus import Bus, make_broker
+from shared.connection import CoalescingWriter
 
 pytestmark = pytest.mark.connected
 
@@ -30,3 +33,44 @@ async def test_a_publish_no_queue_takes_raises(amqp_url: str) -> None:
         async with connection:
             channel = await connection.channel()
             await channel.exchange_delete("test.nowhere")
+
+
+async def test_concurrent_publishes_share_sends_and_each_is_confirmed(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishes do not wait for one another's frames (aiormq `wait=False` and a deep frame
+    queue), so one turn's publishes leave in one send; each still awaits its confirm:
+    every message is in the queue when the publishes return."""
+    sends: list[int] = []
+    flush = CoalescingWriter.flush
+
+    def counted(self: CoalescingWriter) -> None:
+        if self._pending:
+            sends.append(len(self._pending))
+        flush(self)
+
+    monkeypatch.setattr(CoalescingWriter, "flush", counted)
+    target = RabbitExchange("test.many", type=ExchangeType.DIRECT, durable=False)
+    broker = make_broker(amqp_url, prefetch=1)
+    await broker.connect()
+    try:
+        exchange = await broker.declare_exchange(target)
+        queue = await broker.declare_queue(RabbitQueue("test.many", auto_delete=False))
+        await queue.bind(exchange, routing_key="many")
+        bus = Bus(broker)
+        sends.clear()
+        await asyncio.gather(*(bus._publish(b"{}", target, "many") for _ in range(300)))
+        assert sum(sends) >= 300
+        assert len(sends) < 60, f"{len(sends)} sends for 300 publishes"
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            held = await channel.declare_queue("test.many", passive=True)
+            assert held.declaration_result.message_count == 300
+    finally:
+        await broker.stop()
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete("test.many")
+            await channel.exchange_delete("test.many")
