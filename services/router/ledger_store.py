@@ -80,8 +80,11 @@ _PURGE = text(
 
 class PostgresLedgerStore:
     def __init__(self, database_url: str) -> None:
+        # no pre-ping (a round trip per transaction): a connection lost with the database
+        # fails its statement, SQLAlchemy drops the pool's stale connections, and the
+        # ledger retries (`Ledger._db`) on a new one
         self._engine: AsyncEngine = create_async_engine(
-            database_url, pool_size=3, max_overflow=2, pool_pre_ping=True, pool_timeout=10
+            database_url, pool_size=3, max_overflow=2, pool_timeout=10
         )
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> Mapping[str, Seen]:

@@ -50,11 +50,15 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rules = load_rules(settings.routing_rules)  # a bad rules file stops start-up first
         engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
+        # the projection's own pool, without the pre-ping round trip per transaction: a
+        # connection lost with the database fails its batch, which is held and retried
+        # (db_errors.db_retrying) on a new connection
+        projection_engine = create_async_engine(settings.database_url, pool_size=2)
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
 
         projector = Projector(
-            engine,
+            projection_engine,
             settings.batch_size,
             settings.batch_wait_seconds,
             hold_seconds=settings.db_hold_seconds,
@@ -99,6 +103,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             await projector.stop()
             await depths.stop()
             await engine.dispose()
+            await projection_engine.dispose()
 
     # API docs served from the package, not a CDN: private networks often have no internet
     app = FastAPIOffline(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -38,6 +37,7 @@ class Projector:
         self.batch_wait = batch_wait
         self.hold_seconds = hold_seconds
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._full = asyncio.Event()  # a whole batch is waiting: stop waiting for more
         self._task: asyncio.Task[None] | None = None
         self.db_ok = True
 
@@ -54,21 +54,21 @@ class Projector:
         """Resolve once the event is committed (or refused); raise DatabaseAway (hand it
         back) or PermanentError (the event's own fault: dead-letter it)."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        await self._queue.put((arrival, future))
+        self._queue.put_nowait((arrival, future))
+        if self._queue.qsize() >= self.batch_size - 1:
+            self._full.set()
         return await future
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            deadline = time.monotonic() + self.batch_wait
-            while len(batch) < self.batch_size:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except TimeoutError:
-                    break
+            if self._queue.qsize() < self.batch_size - 1:  # wait a moment for more
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.batch_wait):
+                        await self._full.wait()
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             await self._write(batch)
 
     async def _write(self, batch: list[Pending]) -> None:
