@@ -1,7 +1,8 @@
 """Where the de-duplication ledger lives: the router-owned table `router_ledger` in the
 shared Postgres database (migration 0004), so every router replica sees every claim.
 
-Each method is one short transaction for a whole batch of keys; the claim is an
+Each method is one statement (or, for a claim some other delivery holds, a few) for a whole
+batch of keys, autocommitted; the claim is an
 `INSERT ... ON CONFLICT DO NOTHING RETURNING`, so two replicas racing for one key cannot
 both win. Leases are judged by the database's clock, never a replica's.
 """
@@ -80,11 +81,17 @@ _PURGE = text(
 
 class PostgresLedgerStore:
     def __init__(self, database_url: str) -> None:
-        # no pre-ping (a round trip per transaction): a connection lost with the database
-        # fails its statement, SQLAlchemy drops the pool's stale connections, and the
-        # ledger retries (`Ledger._db`) on a new one
+        # Every statement here is atomic on its own (a claim's later statements are new
+        # statements anyway, to see what other replicas committed meanwhile), so they run
+        # in autocommit: no BEGIN and COMMIT round trips around each. No pre-ping either: a
+        # connection lost with the database fails its statement, SQLAlchemy drops the
+        # pool's stale connections, and the ledger retries (`Ledger._db`) on a new one.
         self._engine: AsyncEngine = create_async_engine(
-            database_url, pool_size=3, max_overflow=2, pool_timeout=10
+            database_url,
+            isolation_level="AUTOCOMMIT",
+            pool_size=3,
+            max_overflow=2,
+            pool_timeout=10,
         )
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> Mapping[str, Seen]:
