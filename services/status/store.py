@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -45,9 +45,14 @@ def _stored(row: Any) -> StoredView:
     return StoredView(view, m["listed_at"])
 
 
+_VIEW_FIELDS = [f.name for f in fields(JobView) if f.name != "key"]
+
+
 def _row(stored: StoredView) -> dict[str, Any]:
-    row = asdict(stored.view)
-    attempt, rank = row.pop("key")
+    # a shallow copy: `dataclasses.asdict` deep-copies params and result for every view
+    view = stored.view
+    row = {name: getattr(view, name) for name in _VIEW_FIELDS}
+    attempt, rank = view.key
     row.update(
         status_attempt=attempt,
         status_rank=rank,
