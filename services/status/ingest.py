@@ -15,7 +15,15 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from services.status.projection import TERMINAL, JobView, freeze, reduce
+from services.status.projection import (
+    TERMINAL,
+    JobView,
+    fold_onto,
+    freeze,
+    last_key,
+    reduce,
+    sort_key,
+)
 from shared.contracts.events import (
     AnyEvent,
     JobDeadLettered,
@@ -55,10 +63,14 @@ class Arrival:
     publisher: Site | None = None
 
 
+FoldKey = tuple[datetime, int, str]
+
+
 @dataclass(frozen=True)
 class StoredView:
     view: JobView
     listed_at: datetime  # newest-first listing key
+    folded: FoldKey | None = None  # sort key of the last event folded into `view`
 
 
 @dataclass(frozen=True)
@@ -145,20 +157,41 @@ def _ended(old: dict[UUID, StoredView], view: JobView) -> bool:
     return view.terminal and (before is None or before.view.status != view.status)
 
 
+def _foldable(before: StoredView, arrived: list[AnyEvent]) -> bool:
+    """New events can be folded onto the stored view (`projection.fold_onto`): they all sort
+    after its last event, the view is not terminal and none of them is a rejection."""
+    return (
+        before.folded is not None
+        and not before.view.terminal
+        and not any(isinstance(e, JobRejected) for e in arrived)
+        and min(sort_key(e) for e in arrived) > before.folded
+    )
+
+
 async def _refold(
     uow: UnitOfWork, old: dict[UUID, StoredView], fresh: list[AnyEvent]
 ) -> list[StoredView]:
+    """The new view of every job with fresh events. A job seen for the first time has no
+    other events (events and view are written together, under the job's lock); events in
+    order are folded onto the stored view; anything else re-reads the job's history."""
     by_job: dict[UUID, list[AnyEvent]] = defaultdict(list)
     for event in fresh:
         by_job[event.job_id].append(event)
-    history = await uow.histories(sorted(by_job))
+    reread = sorted(j for j, a in by_job.items() if j in old and not _foldable(old[j], a))
+    history = await uow.histories(reread) if reread else {}
     saved = []
     for job_id, arrived in sorted(by_job.items()):
         before = old.get(job_id)
-        view = freeze(before.view if before else None, reduce(job_id, history[job_id]), arrived)
+        if before is None:
+            folded, last = reduce(job_id, arrived), last_key(arrived)
+        elif job_id in history:
+            folded, last = reduce(job_id, history[job_id]), last_key(history[job_id])
+        else:
+            folded, last = fold_onto(before.view, arrived), last_key(arrived)
+        view = freeze(before.view if before else None, folded, arrived)
         first_seen = min(e.occurred_at for e in arrived)
         listed_at = view.submitted_at or (before.listed_at if before else first_seen)
-        saved.append(StoredView(view, listed_at))
+        saved.append(StoredView(view, listed_at, last))
     await uow.save_views(saved)
     return saved
 

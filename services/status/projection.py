@@ -231,6 +231,20 @@ def accepted(events: Iterable[AnyEvent]) -> bool:
     return any(isinstance(e, ACCEPTANCE) for e in events)
 
 
+def fold_onto(view: JobView, events: Iterable[AnyEvent]) -> JobView:
+    """Fold events that all sort after every event already in `view` onto it: the same
+    view `reduce` gives for all of them, when `view` is not terminal (so not frozen, and not
+    a rejection an acceptance could lift) and none of `events` is a `JobRejected`."""
+    for event in sorted(events, key=sort_key):
+        view = step(view, event)
+    return view
+
+
+def last_key(events: Iterable[AnyEvent]) -> tuple[datetime, int, str]:
+    """Where a fold of `events` stops: the largest sort key."""
+    return max(sort_key(e) for e in events)
+
+
 def reduce(job_id: UUID, events: Iterable[AnyEvent]) -> JobView:
     """The view of a job from its events, whatever order they arrived in."""
     view = JobView(job_id=job_id)

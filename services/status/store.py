@@ -23,7 +23,16 @@ from shared.contracts.events import AnyEvent, parse_event
 _VIEW_COLUMNS = [
     c.name
     for c in jobs.columns
-    if c.name not in ("status_attempt", "status_rank", "listed_at", "updated_at")
+    if c.name
+    not in (
+        "status_attempt",
+        "status_rank",
+        "listed_at",
+        "updated_at",
+        "folded_at",
+        "folded_rank",
+        "folded_event",
+    )
 ]
 
 
@@ -42,7 +51,10 @@ _UPSERT_VIEWS = _upsert.on_conflict_do_update(
 def _stored(row: Any) -> StoredView:
     m = row._mapping
     view = JobView(**{k: m[k] for k in _VIEW_COLUMNS}, key=(m["status_attempt"], m["status_rank"]))
-    return StoredView(view, m["listed_at"])
+    folded = None
+    if m["folded_at"] is not None:
+        folded = (m["folded_at"], m["folded_rank"], str(m["folded_event"]))
+    return StoredView(view, m["listed_at"], folded)
 
 
 _VIEW_FIELDS = [f.name for f in fields(JobView) if f.name != "key"]
@@ -53,7 +65,11 @@ def _row(stored: StoredView) -> dict[str, Any]:
     view = stored.view
     row = {name: getattr(view, name) for name in _VIEW_FIELDS}
     attempt, rank = view.key
+    at, rank_folded, event = stored.folded or (None, None, None)
     row.update(
+        folded_at=at,
+        folded_rank=rank_folded,
+        folded_event=event,
         status_attempt=attempt,
         status_rank=rank,
         listed_at=stored.listed_at,

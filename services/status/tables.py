@@ -56,6 +56,10 @@ jobs = Table(
     Column("listed_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("parent_id", UUID(as_uuid=True)),  # a child job's parent (contract section 6)
+    # the sort key of the last event folded into the view (migration 0010)
+    Column("folded_at", DateTime(timezone=True)),
+    Column("folded_rank", Integer),
+    Column("folded_event", UUID(as_uuid=True)),
     Index("ix_jobs_listing", "listed_at", "job_id"),
     Index("ix_jobs_parent_listing", "parent_id", "listed_at", "job_id"),
     Index("ix_jobs_status_listing", "status", "listed_at", "job_id"),

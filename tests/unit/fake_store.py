@@ -16,6 +16,7 @@ class FakeStore:
         self.views: dict[UUID, StoredView] = {}
         self.dead_letters: dict[str, DeadLetter] = {}
         self.ended_members: list[tuple[UUID, str]] = []
+        self.history_reads = 0  # jobs whose whole history a projection re-read
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[FakeUnitOfWork]:
@@ -50,6 +51,7 @@ class FakeUnitOfWork:
         return new
 
     async def histories(self, ids: Sequence[UUID]) -> dict[UUID, list[AnyEvent]]:
+        self.store.history_reads += len(ids)
         return {i: [e for e in self.events.values() if e.job_id == i] for i in ids}
 
     async def save_views(self, views: Sequence[StoredView]) -> None:

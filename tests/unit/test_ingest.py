@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.status import ingest, wire
 from services.status.ingest import Arrival, DeadLetter, Ending, Outcome
+from services.status.projection import JobView, freeze, reduce, sort_key
 from shared import topology
 from shared.contracts import events as ev
 from shared.contracts.jobs import Site
 from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
 from tests.unit.fake_store import FakeStore
+from tests.unit.test_projection import competing_terminals, lifecycle
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -231,3 +236,65 @@ def test_a_nul_in_submitted_params_is_kept_storable() -> None:
     event = wire.read_event(body.encode())
     assert isinstance(event, ev.JobSubmittedEvent)
     assert event.params == {"k\ufffd": "v\ufffd", "n": [1, "\ufffd"]}
+
+
+def _reference_views(events: list[ev.Event], sizes: list[int]) -> list[JobView]:
+    """What the projection shows after each batch when it re-reads the whole history."""
+    view: JobView | None = None
+    so_far: list[ev.Event] = []
+    shown = []
+    for chunk in _chunks(events, sizes):
+        so_far += chunk
+        view = freeze(view, reduce(events[0].job_id, so_far), chunk)  # type: ignore[arg-type]
+        shown.append(view)
+    return shown
+
+
+def _chunks(events: list[ev.Event], sizes: list[int]) -> list[list[ev.Event]]:
+    out, i, it = [], 0, iter(sizes)
+    while i < len(events):
+        size = max(1, next(it, 1))
+        out.append(events[i : i + size])
+        i += size
+    return out
+
+
+async def _project_in_batches(
+    events: list[ev.Event], sizes: list[int]
+) -> tuple[list[JobView], int]:
+    store = FakeStore()
+    shown = []
+    for chunk in _chunks(events, sizes):
+        await project(store, *(Arrival(e) for e in chunk))  # type: ignore[arg-type]
+        shown.append(store.views[events[0].job_id].view)
+    return shown, store.history_reads
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), events=st.one_of(lifecycle(), competing_terminals()))
+def test_folding_onto_the_stored_view_shows_what_a_full_refold_shows(
+    data: st.DataObject, events: list[ev.Event]
+) -> None:
+    """After every batch, in any arrival order, with duplicates and competing endings, the
+    stored view equals the view re-folded from the job's whole history."""
+    extra = data.draw(st.lists(st.sampled_from(events), max_size=3))
+    arrival = list(data.draw(st.permutations(events + extra)))
+    sizes = data.draw(st.lists(st.integers(1, 4), max_size=len(arrival)))
+    shown, _ = asyncio.run(_project_in_batches(arrival, sizes))
+    assert shown == _reference_views(arrival, sizes)
+
+
+@settings(max_examples=50, deadline=None)
+@given(events=lifecycle(), data=st.data())
+def test_events_in_order_never_reread_the_history(
+    events: list[ev.Event], data: st.DataObject
+) -> None:
+    """A job's first batch has no history to read, and later batches in order fold onto
+    the stored view: the history is read only for what arrives out of order."""
+    events = [e for e in events if not isinstance(e, ev.JobRejected)]
+    sizes = data.draw(st.lists(st.integers(1, 4), max_size=len(events)))
+    shown, rereads = asyncio.run(_project_in_batches(events, sizes))
+    ordered = sorted(events, key=sort_key) == events
+    if ordered and not any(v.terminal for v in shown[:-1]):
+        assert rereads == 0
+    assert shown[-1] == reduce(events[0].job_id, events)  # type: ignore[arg-type]
