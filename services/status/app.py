@@ -68,12 +68,13 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
         kind = settings.work_queue_type
-        subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
+        events = subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
         workers.subscribe(broker, bus, engine, kind)
         await projector.start()
         await broker.connect()
         await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
         await broker.start()
+        await events.start()
         await depths.start()
         background = start_background(engine, bus, settings)
         firer = Firer(engine, bus, settings.schedule_poll_seconds)
@@ -99,6 +100,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
                 await firing  # no publish after the broker stops
             lease_sweeper.cancel()
             relay.cancel()
+            await events.stop()
             await broker.stop()
             await projector.stop()
             await depths.stop()

@@ -43,14 +43,16 @@ async def status_consumers(
     bus = Bus(broker)
     relay = (lambda: outbox.relay(engine, bus)) if groups else None
     projector = Projector(engine, 50, 0.02, hold_seconds=hold_seconds, relay=relay)
-    consumers.subscribe(broker, bus, projector, engine, hold_seconds)
+    events = consumers.subscribe(broker, bus, projector, engine, hold_seconds)
     await projector.start()
     await broker.connect()
     await topology.declare(broker, topology.status_bindings())
     await broker.start()
+    await events.start()
     try:
         yield Harness(engine, bus, projector)
     finally:
+        await events.stop()
         await broker.stop()
         await projector.stop()
         await engine.dispose()

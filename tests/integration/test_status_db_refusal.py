@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from faststream.rabbit.message import RabbitMessage
+from aio_pika import IncomingMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -96,14 +96,14 @@ async def test_events_arriving_while_the_database_refuses_are_all_projected_afte
 ) -> None:
     database = urlsplit(database_url).path.lstrip("/")
     handed_back = 0
-    nack = RabbitMessage.nack
+    nack = IncomingMessage.nack  # under every consumer (aio-pika's, or FastStream's)
 
-    async def counting_nack(self: RabbitMessage, *args: object, **kwargs: object) -> None:
+    async def counting_nack(self: IncomingMessage, *args: object, **kwargs: object) -> None:
         nonlocal handed_back
         handed_back += 1
         await nack(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(RabbitMessage, "nack", counting_nack)
+    monkeypatch.setattr(IncomingMessage, "nack", counting_nack)
     async with status_consumers(amqp_url, role_url, hold_seconds=0.5) as status:
         ids = [uuid.uuid4() for _ in range(20)]
         member, failing, lettered = uuid.uuid4(), uuid.uuid4(), [uuid.uuid4() for _ in range(3)]
