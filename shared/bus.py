@@ -11,8 +11,9 @@ from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
 import aiormq
-from aio_pika import DeliveryMode, Message
+from aio_pika import DeliveryMode
 from aio_pika.abc import AbstractChannel
+from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import PublishError
 from faststream import BaseMiddleware
@@ -123,23 +124,22 @@ class Bus:
     ) -> None:
         channel = getattr(self.broker, "_channel", None)
         if isinstance(channel, AbstractChannel):
-            message = Message(
-                body,
+            properties = spec.Basic.Properties(
                 content_type=JSON,
-                delivery_mode=DeliveryMode.PERSISTENT,
+                delivery_mode=DeliveryMode.PERSISTENT.value,
                 priority=priority,
                 headers=headers,
                 message_id=message_id or str(uuid4()),
-                expiration=expiration,
+                expiration=None if expiration is None else str(int(expiration * 1000)),
                 user_id=self.user,
             )
             # the concrete aiormq channel: its basic_publish takes `wait`
             underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
             await underlay.basic_publish(
-                message.body,
+                body,
                 exchange=exchange.name,
                 routing_key=routing_key,
-                properties=message.properties,
+                properties=properties,
                 mandatory=True,
                 wait=False,
             )

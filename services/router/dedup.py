@@ -198,6 +198,15 @@ class Ledger:
         return dict.fromkeys(keys)
 
     async def _db(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        try:  # the usual case, without building a retry loop for every delivery
+            result = await call()
+        except Exception:
+            return await self._db_retrying(call, deadline)
+        self.healthy = True
+        return result
+
+    async def _db_retrying(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        await asyncio.sleep(0.1)  # the first attempt failed a moment ago
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(Exception),
