@@ -10,6 +10,9 @@ from bench.measure import percentile
 from bench.systems import Run
 
 BIN_SECONDS = 0.25
+TARGET_SPREAD = 0.15  # issue: throughput within 15% from N=1,000 to N=20,000
+TARGET_STORED = 0.85  # ... and with a million jobs stored, within 15% of the empty rate
+TARGET_READ_P99_MS = 50.0
 
 
 def figures(run: Run) -> dict[str, Any]:
@@ -19,7 +22,18 @@ def figures(run: Run) -> dict[str, Any]:
     latency = sorted((run.visible[k] - run.sent[k]) * 1000 for k in keys)
     lag = sorted(run.lag_ms)
     cpu = run.watch.cpu_ms()
-    own = {g: ms for g, ms in cpu.items() if "shared" not in g and g != "bench publisher"}
+    # the bench's own processes (publisher, read probe) are neither the system's nor shared
+    own = {g: ms for g, ms in cpu.items() if "shared" not in g and not g.startswith("bench ")}
+    extra: dict[str, Any] = {}
+    if run.stored:
+        extra["stored_jobs"] = run.stored
+        extra["seeding"] = run.seeding
+    if run.reads:
+        extra["read_probe"] = {k: v for k, v in run.reads.items() if k not in ("ms", "errors")}
+        extra["reads_ms"] = {
+            endpoint: _read_figures(ms, run.reads["errors"][endpoint])
+            for endpoint, ms in run.reads["ms"].items()
+        }
     return {
         "system": run.system,
         "config": run.config,
@@ -43,7 +57,71 @@ def figures(run: Run) -> dict[str, Any]:
         "broker_messages_per_job": {k: v / run.n for k, v in run.broker.items()},
         "completions_per_bin": _timeline([run.visible[k] - start for k in keys]),
         "latencies_ms": latency,
+        **extra,
     }
+
+
+def _read_figures(ms: list[float], errors: int) -> dict[str, Any]:
+    ordered = sorted(ms)
+    return {
+        "requests": len(ordered),
+        "errors": errors,
+        **{f"p{p}": percentile(ordered, p) for p in (50, 95, 99)},
+        "max": ordered[-1] if ordered else float("nan"),
+    }
+
+
+def summaries(runs: list[Run], all_figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Against the issue's targets: hybridq's burst rate across N (`--scale`), with jobs
+    stored against without (`--seed`), and the reads' p99 (read probe). Empty when the
+    runs were none of those."""
+    bursts = [
+        (r, f) for r, f in zip(runs, all_figures, strict=True) if r.system.startswith("hybridq")
+    ]
+    bursts = [(r, f) for r, f in bursts if not r.paced]
+    out: dict[str, Any] = {}
+    scale = []
+    for stored in sorted({r.stored for r, _ in bursts}):
+        rates = {r.n: f["jobs_per_s"] for r, f in bursts if r.stored == stored}
+        if len(rates) > 1:
+            spread = max(rates.values()) / min(rates.values()) - 1
+            scale.append(
+                {
+                    "stored_jobs": stored,
+                    "jobs_per_s": dict(sorted(rates.items())),
+                    "spread": spread,
+                    "held": spread <= TARGET_SPREAD,
+                }
+            )
+    if scale:
+        out["scale"] = scale
+    stored_runs = []
+    for r, f in bursts:
+        empty = next((f0 for r0, f0 in bursts if r0.n == r.n and not r0.stored), None)
+        if r.stored and empty:
+            ratio = f["jobs_per_s"] / empty["jobs_per_s"]
+            stored_runs.append(
+                {
+                    "jobs": r.n,
+                    "stored_jobs": r.stored,
+                    "empty_jobs_per_s": empty["jobs_per_s"],
+                    "stored_jobs_per_s": f["jobs_per_s"],
+                    "ratio": ratio,
+                    "held": ratio >= TARGET_STORED,
+                }
+            )
+    if stored_runs:
+        out["stored"] = stored_runs
+    reads = {
+        label(f, all_figures): all(
+            e["p99"] < TARGET_READ_P99_MS and not e["errors"] for e in f["reads_ms"].values()
+        )
+        for f in all_figures
+        if "reads_ms" in f
+    }
+    if reads:
+        out["reads_p99_held"] = reads
+    return out
 
 
 def _net(run: Run, group: str, ms: float) -> float:
@@ -78,7 +156,85 @@ def ratios(all_figures: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
-def table(all_figures: list[dict[str, Any]], load: str) -> str:
+def label(f: dict[str, Any], all_figures: list[dict[str, Any]]) -> str:
+    """The run's system, and its N when another run has the same system name."""
+    twins = sum(1 for g in all_figures if g["system"] == f["system"])
+    return f["system"] if twins < 2 else f"{f['system']} ({f['jobs']:,} jobs)"
+
+
+def _yes(held: bool) -> str:
+    return "yes" if held else "**no**"
+
+
+def _targets(all_figures: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """The tables of the seeded, scaled and probed runs (nothing for a plain run)."""
+    lines: list[str] = []
+    for f in all_figures:
+        if seeding := f.get("seeding"):
+            lines += [
+                "",
+                f"seeded before {label(f, all_figures)}: {seeding['jobs']:,} succeeded jobs, "
+                f"{seeding['events']:,} events, {seeding['ledger_rows']:,} router ledger rows "
+                f"in {seeding['insert_seconds']:.0f} s, VACUUM (ANALYZE) + CHECKPOINT "
+                f"{seeding['vacuum_seconds']:.0f} s; job_counts and /stats = count(*) checked",
+            ]
+    for row in summary.get("scale", []):
+        rates = row["jobs_per_s"]
+        lines += [
+            "",
+            f"| throughput across N ({row['stored_jobs']:,} stored) "
+            f"| jobs/s at N = {' / '.join(f'{n:,}' for n in rates)} "
+            f"| spread max/min - 1 | within {TARGET_SPREAD:.0%}? |",
+            "|---|---|---|---|",
+            f"| hybridq burst | {' / '.join(f'{v:,.0f}' for v in rates.values())} "
+            f"| {row['spread']:.1%} | {_yes(row['held'])} |",
+        ]
+    if summary.get("stored"):
+        lines += [
+            "",
+            "| jobs | jobs/s, empty store | jobs/s, jobs stored | stored ÷ empty "
+            f"| within {1 - TARGET_STORED:.0%}? |",
+            "|---|---|---|---|---|",
+        ]
+        for row in summary["stored"]:
+            lines.append(
+                f"| {row['jobs']:,} | {row['empty_jobs_per_s']:,.0f} "
+                f"| {row['stored_jobs_per_s']:,.0f} ({row['stored_jobs']:,} stored) "
+                f"| {row['ratio']:.2f} | {_yes(row['held'])} |"
+            )
+    probed = [f for f in all_figures if "reads_ms" in f]
+    if probed:
+        lines += [
+            "",
+            "| run | read (while the load ran) | requests | errors "
+            f"| p50 / p95 / p99 / max ms | p99 < {TARGET_READ_P99_MS:.0f} ms? |",
+            "|---|---|---|---|---|---|",
+        ]
+        for f in probed:
+            for endpoint, r in f["reads_ms"].items():
+                held = r["p99"] < TARGET_READ_P99_MS and not r["errors"]
+                lines.append(
+                    f"| {label(f, all_figures)} | {endpoint} | {r['requests']} | {r['errors']} "
+                    f"| {r['p50']:.1f} / {r['p95']:.1f} / {r['p99']:.1f} / {r['max']:.1f} "
+                    f"| {_yes(held)} |"
+                )
+        for f in probed:
+            probe = f["read_probe"]
+            deep = (
+                f"a page {probe['deep_depth']:,} seeded jobs deep (+ the run's)"
+                if probe["deep_depth"]
+                else "walking back page by page from the first page"
+            )
+            lines.append(
+                f"read probe of {label(f, all_figures)}: {probe['rate']:g} req/s round-robin, "
+                f"{probe['seconds']:.1f} s, own process; ids: {probe['ids']}; deep page: {deep}"
+            )
+    return lines
+
+
+def table(
+    all_figures: list[dict[str, Any]], load: str, summary: dict[str, Any] | None = None
+) -> str:
     lines = [
         "| system | jobs | jobs/s | latency p50 / p95 / p99 ms | projection lag p99 ms "
         "| machine CPU ms/job raw / net | own processes CPU ms/job | broker msgs/job in / out |",
@@ -121,6 +277,7 @@ def table(all_figures: list[dict[str, Any]], load: str) -> str:
                 f"{x['machine_cpu_per_job_net']:.2f}x "
                 f"| {x['own_processes_cpu_per_job']:.2f}x |"
             )
+    lines += _targets(all_figures, summary or {})
     lines += [
         "",
         "net = minus the machine's (or shared server's) busy rate measured over 4 s just "
@@ -142,10 +299,12 @@ def plot(all_figures: list[dict[str, Any]], path: Path) -> None:
         over_time.plot(
             [i * BIN_SECONDS for i in range(len(bins))],
             [b / BIN_SECONDS for b in bins],
-            label=f"{f['system']} ({f['jobs_per_s']:,.0f} jobs/s)",
+            label=f"{label(f, all_figures)} ({f['jobs_per_s']:,.0f} jobs/s)",
         )
         lat = f["latencies_ms"]
-        latency.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], label=f["system"])
+        latency.plot(
+            lat, [(i + 1) / len(lat) for i in range(len(lat))], label=label(f, all_figures)
+        )
     over_time.set(
         xlabel="seconds since the first publish",
         ylabel="jobs succeeded per second",
@@ -165,9 +324,14 @@ def plot(all_figures: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write(all_figures: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> Path:
+def write(
+    all_figures: list[dict[str, Any]],
+    meta: dict[str, Any],
+    out: Path,
+    summary: dict[str, Any] | None = None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "bench.json"
-    body = {**meta, "ratios": ratios(all_figures), "systems": all_figures}
+    body = {**meta, "ratios": ratios(all_figures), **(summary or {}), "systems": all_figures}
     path.write_text(json.dumps(body, indent=1))
     return path

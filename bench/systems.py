@@ -20,19 +20,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.measure import Watch, named, single, tree
+from bench import probe, seed
+from bench.measure import Finder, Watch, named, single, tree
 from bench.publish import Outgoing, publish_all
 from devtools import environment
 from devtools.stack import Stack
+from services.status.queries import encode_cursor
 
 BIN = Path(sys.executable).parent
 SHARED = {
@@ -51,6 +54,10 @@ class Run:
     lag_ms: list[float] = field(default_factory=list)
     config: str = ""
     broker: dict[str, int] = field(default_factory=dict)
+    paced: bool = False
+    stored: int = 0  # finished jobs seeded into the store before the run (--seed)
+    seeding: dict[str, Any] = field(default_factory=dict)
+    reads: dict[str, Any] = field(default_factory=dict)  # the read probe's output
 
 
 def _free_port() -> int:
@@ -144,9 +151,19 @@ class Sandbox:
 
 
 async def hybridq(
-    n: int, concurrency: int, profile: Path | None = None, rate: float | None = None
+    n: int,
+    concurrency: int,
+    profile: Path | None = None,
+    rate: float | None = None,
+    *,
+    stored: int = 0,
+    probe_rate: float | None = None,
 ) -> Run:
-    """Router + private worker + status as real processes; `noop` jobs published raw."""
+    """Router + private worker + status as real processes; `noop` jobs published raw.
+
+    `stored`: that many finished jobs seeded into the store first (`bench/seed.py`);
+    `probe_rate`: the status API's reads timed meanwhile at that rate (`bench/probe.py`).
+    """
     async with Sandbox("hybridq") as box:
         stack = Stack(
             {
@@ -161,14 +178,23 @@ async def hybridq(
         )
         names = ("router", "private_worker", "status")
         stack.migrate()
+        seeded = await _seed(box, stored) if stored else None
         stack.start(*names)
         spies: list[subprocess.Popen[bytes]] = []
+        reader: subprocess.Popen[bytes] | None = None
         try:
             stack.wait_ready()
+            if seeded:
+                await _check_stats(stack.api, box, stored)
+            probing: dict[str, Finder] = {}
+            if probe_rate:
+                reader = await _start_probe(box, stack.api, probe_rate, seeded)
+                probing["bench read probe"] = tree(reader.pid)
             watch = Watch(
                 {
                     **{n_: tree(stack.processes[n_].pid) for n_ in names},
                     "bench publisher": single(os.getpid()),
+                    **probing,
                     **SHARED,
                 }
             )
@@ -189,43 +215,132 @@ async def hybridq(
                 )
             await asyncio.to_thread(watch.baseline)
             watch.start()
+            if reader:
+                assert reader.stdin is not None
+                reader.stdin.write(b"go\n")
+                reader.stdin.flush()
             sent = await publish_all(box.amqp_url, "jobs.intake", messages, rate=rate)
             async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
 
                 async def done() -> bool:
                     stats = (await http.get("/stats")).json()
-                    return int(stats["by_status"].get("succeeded", 0)) >= n
+                    return int(stats["by_status"].get("succeeded", 0)) >= n + stored
 
                 await _until(done, n)
+            if reader:
+                assert reader.stdin is not None
+                reader.stdin.close()  # the probe stops with the load
             watch.stop()
+            reads = await _probe_result(reader, box) if reader else {}
             totals = await box.broker_totals()
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
             for spy in spies:
                 spy.wait(60)
+            sql = "SELECT job_id, updated_at, finished_at FROM jobs WHERE status = 'succeeded'"
+            params: dict[str, Any] = {}
+            if stored:  # the run's jobs only
+                sql += " AND job_id = ANY(CAST(:ids AS uuid[]))"
+                params["ids"] = [uuid.UUID(m.key) for m in messages]
             async with box.engine.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        text(
-                            "SELECT job_id, updated_at, finished_at FROM jobs "
-                            "WHERE status = 'succeeded'"
-                        )
-                    )
-                ).all()
+                rows = (await conn.execute(text(sql), params)).all()
+            name = f"hybridq at {rate:.0f}/s" if rate else "hybridq"
+            config = f"router + private worker (WORKER_CONCURRENCY={concurrency}) + status"
+            if stored:
+                name += f", {stored:,} stored"
+                config += f", {stored:,} finished jobs stored before the run"
+            if probe_rate:
+                config += f", read probe {probe_rate:g} req/s"
             return Run(
-                f"hybridq at {rate:.0f}/s" if rate else "hybridq",
+                name,
                 n,
                 sent,
                 {str(r.job_id): _epoch(r.updated_at) for r in rows},
                 watch,
                 lag_ms=[(r.updated_at - r.finished_at).total_seconds() * 1000 for r in rows],
-                config=f"router + private worker (WORKER_CONCURRENCY={concurrency}) + status",
+                config=config,
                 broker=totals,
+                paced=rate is not None,
+                stored=stored,
+                seeding=_seeding(seeded) if seeded else {},
+                reads=reads,
             )
         finally:
+            if reader:
+                _stop(reader)
             for spy in spies:
                 _stop(spy)
             stack.stop()
+
+
+async def _seed(box: Sandbox, stored: int) -> seed.Seeded:
+    print(f"  seeding {stored:,} finished jobs...", flush=True)
+    seeded = await seed.seed(box.db_url, stored)
+    print(
+        f"  seeded {seeded.jobs:,} jobs, {seeded.events:,} events, {seeded.ledger_rows:,} "
+        f"router ledger rows in {seeded.insert_seconds:.0f} s, then VACUUM (ANALYZE) + "
+        f"CHECKPOINT {seeded.vacuum_seconds:.0f} s: {seeded.seconds:.0f} s in all",
+        flush=True,
+    )
+    return seeded
+
+
+def _seeding(seeded: seed.Seeded) -> dict[str, Any]:
+    return {k: v for k, v in asdict(seeded).items() if k != "sample_ids"}
+
+
+async def _check_stats(api: str, box: Sandbox, stored: int) -> None:
+    """Once the status service is up: /stats (its counters) says what a full count says."""
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        by_status = (await http.get("/stats")).json()["by_status"]
+    counted = await _count(box.engine, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+    total = await _count(box.engine, "SELECT count(*) FROM jobs")
+    shown = {k: v for k, v in by_status.items() if v}
+    if shown != {"succeeded": counted} or counted != stored or total != stored:
+        raise RuntimeError(f"/stats {by_status} after seeding, but count(*) {counted}/{total}")
+    print(f"  /stats after seeding: succeeded {counted:,} = count(*)", flush=True)
+
+
+async def _start_probe(
+    box: Sandbox, api: str, rate: float, seeded: seed.Seeded | None
+) -> subprocess.Popen[bytes]:
+    """The probe process, ready and waiting for `go`. With seeded jobs: their ids, and a
+    cursor for the page that starts half the seeded jobs deep (as `queries.list_jobs`
+    encodes it: the last row of the page before)."""
+    plan = probe.Plan(api, rate)
+    if seeded:
+        depth = max(1, seeded.jobs // 2)
+        async with box.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT listed_at, job_id FROM jobs ORDER BY listed_at DESC, job_id DESC "
+                        "OFFSET :skip LIMIT 1"
+                    ),
+                    {"skip": depth - 1},
+                )
+            ).one()
+        plan.ids = seeded.sample_ids
+        plan.deep_cursor = encode_cursor(row.listed_at.isoformat(), row.job_id)
+        plan.deep_depth = depth
+    plan_file = box.dir / "probe-plan.json"
+    plan_file.write_text(json.dumps(asdict(plan)))
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "bench.probe", str(plan_file), str(box.dir / "probe.json")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    line = await asyncio.to_thread(reader.stdout.readline)
+    if line.strip() != b"ready":
+        raise RuntimeError("the read probe did not start")
+    return reader
+
+
+async def _probe_result(reader: subprocess.Popen[bytes], box: Sandbox) -> dict[str, Any]:
+    await asyncio.to_thread(reader.wait, 60)
+    result: dict[str, Any] = json.loads((box.dir / "probe.json").read_text())
+    return result
 
 
 def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
