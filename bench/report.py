@@ -11,7 +11,9 @@ from bench.systems import Run
 
 BIN_SECONDS = 0.25
 TARGET_SPREAD = 0.15  # issue: throughput within 15% from N=1,000 to N=20,000
-TARGET_STORED = 0.85  # ... and with a million jobs stored, within 15% of the empty rate
+# ... and with a million jobs stored, within 15% of the empty rate: either way, since a
+# stored/empty ratio far above 1 says the two runs met different machines, not a held target
+TARGET_STORED = 0.15
 TARGET_READ_P99_MS = 50.0
 
 
@@ -107,7 +109,7 @@ def summaries(runs: list[Run], all_figures: list[dict[str, Any]]) -> dict[str, A
                     "empty_jobs_per_s": empty["jobs_per_s"],
                     "stored_jobs_per_s": f["jobs_per_s"],
                     "ratio": ratio,
-                    "held": ratio >= TARGET_STORED,
+                    "held": abs(ratio - 1) <= TARGET_STORED,
                 }
             )
     if stored_runs:
@@ -193,7 +195,7 @@ def _targets(all_figures: list[dict[str, Any]], summary: dict[str, Any]) -> list
         lines += [
             "",
             "| jobs | jobs/s, empty store | jobs/s, jobs stored | stored ÷ empty "
-            f"| within {1 - TARGET_STORED:.0%}? |",
+            f"| within {TARGET_STORED:.0%}? |",
             "|---|---|---|---|---|",
         ]
         for row in summary["stored"]:
