@@ -263,9 +263,8 @@ def table(
         for group, ms in f["cpu_ms_per_job"].items():
             net = f["shared_cpu_ms_per_job_net"].get(group)
             shown = f"{ms:.2f}" if net is None else f"{ms:.2f} / {net:.2f}"
-            lines.append(
-                f"| {f['system']} | {group} | {shown} | {f['peak_rss_mb'].get(group, 0):.0f} |"
-            )
+            rss = f["peak_rss_mb"].get(group, 0)
+            lines.append(f"| {label(f, all_figures)} | {group} | {shown} | {rss:.0f} |")
     r = ratios(all_figures)
     if r:
         lines += [
