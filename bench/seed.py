@@ -2,7 +2,8 @@
 
 Each seeded job is a `noop` job on the private site that went the whole way, as the
 running system would have stored it: its `jobs` row (the view the projection folds from
-its events, `status_attempt`/`status_rank`, `listed_at`, `updated_at`), its four events in
+its events, `status_attempt`/`status_rank`, `listed_at`, `updated_at`, and where the fold
+stopped, `folded_*`), its four events in
 `job_events` (JobSubmitted, JobRouted, JobStarted, JobSucceeded, payloads as the status
 store writes them: `model_dump(mode="json")`, the router's uuid5 event ids) and the
 router's de-duplication ledger row (`job:<id>`, done), which a real job leaves behind for
@@ -36,7 +37,7 @@ from uuid import UUID
 import asyncpg
 
 from services.router.intake import event_id, routed_event
-from services.status.projection import JobView, reduce
+from services.status.projection import JobView, reduce, sort_key
 from shared.contracts.events import (
     JobStarted,
     JobSubmittedEvent,
@@ -113,7 +114,9 @@ j AS (
         $3::jsonb || jsonb_build_object(
             'job_id', job_id, 'submitted_at', submitted, 'started_at', started,
             'finished_at', finished, 'listed_at', submitted,
-            'updated_at', projected + interval '0.5 ms')) AS r
+            'updated_at', projected + interval '0.5 ms',
+            'folded_at', finished, 'folded_rank', {JobSucceeded.rank},
+            'folded_event', succeeded_id)) AS r
 ),
 l AS (
     INSERT INTO router_ledger (key, state, owner, lease_until, claimed_at)
@@ -145,7 +148,17 @@ class _Templates:
 
 
 _PER_EVENT = ("job_id", "event_id", "occurred_at")
-_PER_JOB = ("job_id", "submitted_at", "started_at", "finished_at", "listed_at", "updated_at")
+_PER_JOB = (
+    "job_id",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "listed_at",
+    "updated_at",
+    "folded_at",
+    "folded_rank",
+    "folded_event",
+)
 
 
 def _lifecycle(job_id: UUID, at: datetime, worker: str) -> list[Any]:
@@ -180,16 +193,23 @@ def _lifecycle(job_id: UUID, at: datetime, worker: str) -> list[Any]:
     ]
 
 
-def _row(view: JobView, listed_at: datetime, updated_at: datetime) -> dict[str, Any]:
-    """The `jobs` row the status store writes for a view (`store._row`)."""
+def _row(
+    view: JobView, listed_at: datetime, updated_at: datetime, events: list[Any]
+) -> dict[str, Any]:
+    """The `jobs` row the status store writes for a view folded from `events`
+    (`store._row`; `folded_*`, migration 0010: the sort key of the last event folded)."""
     row = asdict(view)
     attempt, rank = row.pop("key")
+    folded_at, folded_rank, folded_event = max(sort_key(e) for e in events)
     return {
         **row,
         "status_attempt": attempt,
         "status_rank": rank,
         "listed_at": listed_at,
         "updated_at": updated_at,
+        "folded_at": folded_at,
+        "folded_rank": folded_rank,
+        "folded_event": UUID(folded_event),
     }
 
 
@@ -198,7 +218,7 @@ def _templates(worker: str) -> _Templates:
     events = _lifecycle(uuid.uuid4(), at, worker)
     view = reduce(events[0].job_id, events)
     assert view.status == "succeeded", view
-    row = _row(view, at, at)
+    row = _row(view, at, at, events)
     payloads = [
         {k: v for k, v in e.model_dump(mode="json").items() if k not in _PER_EVENT} for e in events
     ]
@@ -290,7 +310,8 @@ async def _check_counts(conn: asyncpg.Connection, n: int) -> None:
 async def _check_sample(conn: asyncpg.Connection, job_ids: list[str]) -> None:
     """Seeded jobs are what the projection makes of their stored events: each payload
     parses and dumps back to itself, and the view folded from the four events is the
-    stored row (every column, `listed_at` = `submitted_at`, `updated_at` after the end)."""
+    stored row (every column, `listed_at` = `submitted_at`, `updated_at` after the end).
+    A column of `jobs` the seeder does not know stops the run: bench/seed.py needs it."""
     columns = [c for c in (await _columns(conn)) if c not in ("listed_at", "updated_at")]
     for job_id in job_ids:
         row = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", UUID(job_id))
@@ -306,7 +327,9 @@ async def _check_sample(conn: asyncpg.Connection, job_ids: list[str]) -> None:
         if [e.model_dump(mode="json") for e in events] != payloads or len(events) != 4:
             raise RuntimeError(f"seeded events of {job_id} are not as the store writes them")
         view = reduce(UUID(job_id), events)
-        expected = _row(view, view.submitted_at or row["listed_at"], row["updated_at"])
+        expected = _row(view, view.submitted_at or row["listed_at"], row["updated_at"], events)
+        if unknown := [c for c in columns if c not in expected]:
+            raise RuntimeError(f"jobs has columns bench/seed.py does not fill: {unknown}")
         got = {c: _plain(row[c]) for c in columns}
         want = {c: _plain(expected[c]) for c in columns}
         if got != want or row["listed_at"] != view.submitted_at:
