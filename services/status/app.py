@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,9 +14,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.status import leases, outbox, redrives, workers
 from services.status.api import dead_letters, jobs, system
 from services.status.api import groups as group_routes
 from services.status.api import schedules as schedule_routes
@@ -24,9 +26,13 @@ from services.status.api.auth import AuthGate
 from services.status.api.deps import Resources
 from services.status.api.limits import BodyLimit
 from services.status.api.streams import StreamSlots
-from services.status.consuming import Consuming
+from services.status.background import start_background, stop_background
+from services.status.consumers import subscribe
 from services.status.db_errors import is_backend_error
+from services.status.projector import Projector
+from services.status.schedules.firer import Firer
 from services.status.ui import routes as ui
+from shared import topology
 from shared.bus import Bus, make_broker
 from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
@@ -43,22 +49,38 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rules = load_rules(settings.routing_rules)  # a bad rules file stops start-up first
-        # consumers, projection and background tasks: their own thread, loop, connection
-        # and pools (consuming.py), so a burst of events never queues API requests
-        consuming = Consuming(settings)
-        await asyncio.to_thread(consuming.start)
         engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
-        broker = make_broker(settings.amqp_url, settings.batch_size)  # publishes only
+        # the projection's own pool, without the pre-ping round trip per transaction: a
+        # connection lost with the database fails its batch, which is held and retried
+        # (db_errors.db_retrying) on a new connection
+        projection_engine = create_async_engine(settings.database_url, pool_size=2)
+        broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
+
+        projector = Projector(
+            projection_engine,
+            settings.batch_size,
+            settings.batch_wait_seconds,
+            hold_seconds=settings.db_hold_seconds,
+            relay=lambda: outbox.relay(engine, bus),
+        )
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
-        try:
-            await broker.connect()
-            await depths.start()
-        except BaseException:
-            await consuming.stopped()
-            raise
+        kind = settings.work_queue_type
+        events = subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
+        workers.subscribe(broker, bus, engine, kind)
+        await projector.start()
+        await broker.connect()
+        await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
+        await broker.start()
+        await events.start()
+        await depths.start()
+        background = start_background(engine, bus, settings)
+        firer = Firer(engine, bus, settings.schedule_poll_seconds)
+        firing = asyncio.create_task(firer.run(), name="schedule-firer")
+        lease_sweeper = asyncio.create_task(leases.sweep_forever(engine, bus), name="leases")
+        relay = asyncio.create_task(_relay_redrives(engine, bus), name="redrive-relay")
         app.state.resources = Resources(
             settings,
             engine,
@@ -66,15 +88,24 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             bus,
             rules,
             depths,
+            projector,
             StreamSlots(settings.max_streams),
         )
         try:
             yield
         finally:
-            await consuming.stopped(settings.drain_seconds)
+            await stop_background(background)
+            firing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await firing  # no publish after the broker stops
+            lease_sweeper.cancel()
+            relay.cancel()
+            await events.stop()
             await broker.stop()
+            await projector.stop()
             await depths.stop()
             await engine.dispose()
+            await projection_engine.dispose()
 
     # API docs served from the package, not a CDN: private networks often have no internet
     app = FastAPIOffline(
@@ -94,6 +125,16 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     _errors(app)
     _middleware(app, settings)
     return app
+
+
+async def _relay_redrives(engine: AsyncEngine, bus: Bus) -> None:
+    """Publish claimed redrives whose publish failed (or whose process died) earlier."""
+    while True:
+        await asyncio.sleep(RELAY_EVERY_SECONDS)
+        try:
+            await redrives.relay(engine, bus)
+        except Exception:  # database away: next round
+            log.warning("redrive relay failed; retrying", exc_info=True)
 
 
 def _errors(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.api.streams import StreamSlots
 from services.status.operations import BackendUnavailable, PolicyRefusal
+from services.status.projector import Projector
 from shared.bus import Bus
 from shared.placement.rules import Rules
 from shared.queue_depth import QueueDepths
@@ -25,6 +26,7 @@ class Resources:
     bus: Bus
     rules: Rules
     depths: QueueDepths
+    projector: Projector
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(100))
     stats_cache: tuple[float, dict[str, Any]] | None = None
     """The last /stats answer and when it was computed (monotonic seconds)."""
