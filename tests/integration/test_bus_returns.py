@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import aio_pika
 import pytest
@@ -29,10 +30,7 @@ async def test_a_publish_no_queue_takes_raises(amqp_url: str) -> None:
         await bus._publish(b"{}", nowhere, "somebody")  # routed: confirmed, no error
     finally:
         await broker.stop()
-        connection = await aio_pika.connect(amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            await channel.exchange_delete("test.nowhere")
+        await remove(amqp_url, exchanges=["test.nowhere"])
 
 
 async def test_concurrent_publishes_share_sends_and_each_is_confirmed(
@@ -69,8 +67,14 @@ async def test_concurrent_publishes_share_sends_and_each_is_confirmed(
             assert held.declaration_result.message_count == 300
     finally:
         await broker.stop()
-        connection = await aio_pika.connect(amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            await channel.queue_delete("test.many")
-            await channel.exchange_delete("test.many")
+        await remove(amqp_url, queues=["test.many"], exchanges=["test.many"])
+
+
+async def remove(amqp_url: str, queues: Sequence[str] = (), exchanges: Sequence[str] = ()) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
