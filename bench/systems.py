@@ -108,6 +108,11 @@ async def _count(engine: AsyncEngine, sql: str) -> int:
         return int((await conn.execute(text(sql))).scalar_one())
 
 
+async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).all())
+
+
 def _epoch(at: datetime) -> float:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
@@ -242,8 +247,7 @@ async def hybridq(
             if stored:  # the run's jobs only
                 sql += " AND job_id = ANY(CAST(:ids AS uuid[]))"
                 params["ids"] = [uuid.UUID(m.key) for m in messages]
-            async with box.engine.connect() as conn:
-                rows = (await conn.execute(text(sql), params)).all()
+            rows = await _rows(box.engine, sql, **params)
             name = f"hybridq at {rate:.0f}/s" if rate else "hybridq"
             config = f"router + private worker (WORKER_CONCURRENCY={concurrency}) + status"
             if stored:
@@ -310,16 +314,12 @@ async def _start_probe(
     plan = probe.Plan(api, rate)
     if seeded:
         depth = max(1, seeded.jobs // 2)
-        async with box.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT listed_at, job_id FROM jobs ORDER BY listed_at DESC, job_id DESC "
-                        "OFFSET :skip LIMIT 1"
-                    ),
-                    {"skip": depth - 1},
-                )
-            ).one()
+        [row] = await _rows(
+            box.engine,
+            "SELECT listed_at, job_id FROM jobs ORDER BY listed_at DESC, job_id DESC "
+            "OFFSET :skip LIMIT 1",
+            skip=depth - 1,
+        )
         plan.ids = seeded.sample_ids
         plan.deep_cursor = encode_cursor(row.listed_at.isoformat(), row.job_id)
         plan.deep_depth = depth
@@ -462,15 +462,10 @@ async def celery(n: int) -> Run:
 
             await _until(done, n)
             watch.stop()
-            async with box.engine.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        text(
-                            "SELECT task_id, date_done FROM celery_taskmeta "
-                            "WHERE status = 'SUCCESS'"
-                        )
-                    )
-                ).all()
+            rows = await _rows(
+                box.engine,
+                "SELECT task_id, date_done FROM celery_taskmeta WHERE status = 'SUCCESS'",
+            )
             return Run(
                 "celery",
                 n,
@@ -545,15 +540,10 @@ async def dramatiq(n: int) -> Run:
 
             await _until(done, n)
             watch.stop()
-            async with box.engine.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        text(
-                            "SELECT message_id, finished_at FROM dramatiq_results "
-                            "WHERE status = 'SUCCESS'"
-                        )
-                    )
-                ).all()
+            rows = await _rows(
+                box.engine,
+                "SELECT message_id, finished_at FROM dramatiq_results WHERE status = 'SUCCESS'",
+            )
             return Run(
                 "dramatiq",
                 n,
