@@ -20,20 +20,8 @@ from services.status.projection import JobView
 from services.status.tables import dead_letters, group_members, job_events, jobs
 from shared.contracts.events import AnyEvent, parse_event
 
-_VIEW_COLUMNS = [
-    c.name
-    for c in jobs.columns
-    if c.name
-    not in (
-        "status_attempt",
-        "status_rank",
-        "listed_at",
-        "updated_at",
-        "folded_at",
-        "folded_rank",
-        "folded_event",
-    )
-]
+_VIEW_FIELDS = [f.name for f in fields(JobView) if f.name != "key"]
+"""The view's own columns of `jobs` (the rest: its lifecycle key, listing and fold keys)."""
 
 
 _INSERT_EVENTS = (
@@ -50,14 +38,11 @@ _UPSERT_VIEWS = _upsert.on_conflict_do_update(
 
 def _stored(row: Any) -> StoredView:
     m = row._mapping
-    view = JobView(**{k: m[k] for k in _VIEW_COLUMNS}, key=(m["status_attempt"], m["status_rank"]))
+    view = JobView(**{k: m[k] for k in _VIEW_FIELDS}, key=(m["status_attempt"], m["status_rank"]))
     folded = None
     if m["folded_at"] is not None:
         folded = (m["folded_at"], m["folded_rank"], str(m["folded_event"]))
     return StoredView(view, m["listed_at"], folded)
-
-
-_VIEW_FIELDS = [f.name for f in fields(JobView) if f.name != "key"]
 
 
 def _row(stored: StoredView) -> dict[str, Any]:
