@@ -17,6 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from services.status.projection import (
     TERMINAL,
+    FoldKey,
     JobView,
     fold_onto,
     freeze,
@@ -61,9 +62,6 @@ class Arrival:
 
     event: AnyEvent
     publisher: Site | None = None
-
-
-FoldKey = tuple[datetime, int, str]
 
 
 @dataclass(frozen=True)

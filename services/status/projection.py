@@ -86,7 +86,11 @@ class JobView:
         return self.status in TERMINAL
 
 
-def sort_key(event: AnyEvent) -> tuple[datetime, int, str]:
+FoldKey = tuple[datetime, int, str]
+"""An event's place in the fold: (occurred_at, lifecycle rank, event_id)."""
+
+
+def sort_key(event: AnyEvent) -> FoldKey:
     return (event.occurred_at, event.rank, str(event.event_id))
 
 
@@ -240,23 +244,20 @@ def fold_onto(view: JobView, events: Iterable[AnyEvent]) -> JobView:
     return view
 
 
-def last_key(events: Iterable[AnyEvent]) -> tuple[datetime, int, str]:
+def last_key(events: Iterable[AnyEvent]) -> FoldKey:
     """Where a fold of `events` stops: the largest sort key."""
     return max(sort_key(e) for e in events)
 
 
 def reduce(job_id: UUID, events: Iterable[AnyEvent]) -> JobView:
     """The view of a job from its events, whatever order they arrived in."""
-    view = JobView(job_id=job_id)
-    seen: set[UUID] = set()
     events = list(events)
     if accepted(events):
         events = [e for e in events if not isinstance(e, JobRejected)]
+    first: dict[UUID, AnyEvent] = {}
     for event in sorted(events, key=sort_key):
-        if event.event_id not in seen:
-            seen.add(event.event_id)
-            view = step(view, event)
-    return view
+        first.setdefault(event.event_id, event)  # a duplicate counts once
+    return fold_onto(JobView(job_id=job_id), first.values())
 
 
 def freeze(old: JobView | None, new: JobView, arrived: Iterable[AnyEvent]) -> JobView:
