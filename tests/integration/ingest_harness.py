@@ -33,16 +33,17 @@ class Harness:
 
 @asynccontextmanager
 async def status_consumers(
-    amqp_url: str, database_url: str, hold_seconds: float = 0.5, groups: bool = True
+    amqp_url: str, database_url: str, hold_seconds: float = 0.5
 ) -> AsyncIterator[Harness]:
     """The events and dead-letter subscribers, as `python -m services.status` wires them
-    (the projection relays the compensations it queues unless `groups` is False), with a
-    short database hold so the hand-back path runs."""
+    (the projection relaying the compensations it queues), with a short database hold so
+    the hand-back path runs."""
     engine = create_async_engine(database_url, pool_pre_ping=True, pool_size=3)
     broker = make_broker(amqp_url, 50)
     bus = Bus(broker)
-    relay = (lambda: outbox.relay(engine, bus)) if groups else None
-    projector = Projector(engine, 50, 0.02, hold_seconds=hold_seconds, relay=relay)
+    projector = Projector(
+        engine, 50, 0.02, hold_seconds=hold_seconds, relay=lambda: outbox.relay(engine, bus)
+    )
     events = consumers.subscribe(broker, bus, projector, engine, hold_seconds)
     await projector.start()
     await broker.connect()
