@@ -8,7 +8,6 @@ value a caller sees is never older than `max_age` seconds, with no round trip pe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.connection import connect
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("hybridq.queue_depth")
 
@@ -42,10 +42,7 @@ class QueueDepths:
         self._task = asyncio.create_task(self._loop(), name="queue-depths")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         if self._connection:
             await self._connection.close()
 

@@ -33,7 +33,6 @@ hold, then `LedgerAway` (retryable) hands the delivery back to the broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -46,6 +45,7 @@ from uuid import UUID, uuid4
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.errors import RetryableError
+from shared.tasks import cancel_and_wait
 
 from .batcher import Batcher
 from .ledger_store import LedgerStore, Seen
@@ -150,11 +150,7 @@ class Ledger:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.store.close()
 
     async def _renew_forever(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +37,7 @@ from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("hybridq.status.http")
 RELAY_EVERY_SECONDS = 5.0
@@ -95,11 +95,9 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             yield
         finally:
             await stop_background(background)
-            firing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await firing  # no publish after the broker stops
-            lease_sweeper.cancel()
-            relay.cancel()
+            await cancel_and_wait(
+                [firing, lease_sweeper, relay]
+            )  # no publish after the broker stops
             await events.stop()
             await broker.stop()
             await projector.stop()

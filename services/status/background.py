@@ -7,7 +7,6 @@ and retention run on the one replica holding the leadership lock (leader.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from services.status import outbox, retention, saga
 from services.status.leader import Leadership, every
 from shared.bus import Bus
 from shared.settings import StatusSettings
+from shared.tasks import cancel_and_wait
 
 
 @dataclass
@@ -51,9 +51,5 @@ def start_background(engine: AsyncEngine, bus: Bus, settings: StatusSettings) ->
 
 
 async def stop_background(background: Background) -> None:
-    for task in background.tasks:
-        task.cancel()
-    for task in background.tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(background.tasks)
     await background.leadership.release()

@@ -15,6 +15,7 @@ from services.status.ingest import Arrival, Outcome
 from services.status.store import project
 from shared.errors import PermanentError
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_PROJECTED, PROJECTION_LAG
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("hybridq.status.projector")
 Pending = tuple[Arrival, asyncio.Future[Outcome]]
@@ -45,10 +46,7 @@ class Projector:
         self._task = asyncio.create_task(self._run(), name="projector")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     async def project(self, arrival: Arrival) -> Outcome:
         """Resolve once the event is committed (or refused); raise DatabaseAway (hand it
