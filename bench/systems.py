@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from bench import probe, seed
 from bench.measure import Finder, Watch, named, single, tree
 from bench.publish import Outgoing, publish_all
 from devtools import environment
-from devtools.stack import Stack
+from devtools.stack import Stack, free_port
 from services.status.queries import encode_cursor
 
 BIN = Path(sys.executable).parent
@@ -58,13 +57,6 @@ class Run:
     stored: int = 0  # finished jobs seeded into the store before the run (--seed)
     seeding: dict[str, Any] = field(default_factory=dict)
     reads: dict[str, Any] = field(default_factory=dict)  # the read probe's output
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _queue_consumers(vhost: str, queue: str) -> int:
@@ -174,8 +166,7 @@ async def hybridq(
             {
                 "AMQP_URL": box.amqp_url,
                 "DATABASE_URL": box.db_url,
-                "STATUS_HTTP_PORT": str(_free_port()),
-                "ROUTER_STATE_DIR": str(box.dir / "router"),
+                "STATUS_HTTP_PORT": str(free_port()),
                 "LOG_LEVEL": "WARNING",
                 "WORKER_CONCURRENCY": str(concurrency),
             },

@@ -34,7 +34,6 @@ def clustered_stack(
         "AMQP_URL": urls,
         "DATABASE_URL": database_url,
         "STATUS_HTTP_PORT": str(free_port()),
-        "ROUTER_STATE_DIR": str(tmp_path / "router"),
         "WORK_QUEUE_TYPE": "quorum",
         "RETRY_BASE_SECONDS": "0.2",
         "RETRY_MAX_SECONDS": "1",

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,12 +77,11 @@ def own_database() -> Iterator[tuple[str, str]]:
     psql(f"DROP ROLE IF EXISTS {name}")
 
 
-def base_env(amqp_url: str, database_url: str, logs: Path) -> dict[str, str]:
+def base_env(amqp_url: str, database_url: str) -> dict[str, str]:
     return {
         "AMQP_URL": amqp_url,
         "DATABASE_URL": database_url,
         "STATUS_HTTP_PORT": str(free_port()),
-        "ROUTER_STATE_DIR": str(logs / "router-disk"),
         "RETRY_BASE_SECONDS": "0.2",
         "RETRY_MAX_SECONDS": "1",
         "DRAIN_SECONDS": "5",
@@ -89,9 +89,24 @@ def base_env(amqp_url: str, database_url: str, logs: Path) -> dict[str, str]:
     }
 
 
-def teardown(stack: Stack) -> None:
-    """SIGTERM everything; a replica that was killed and not replaced is already gone."""
-    stack.stop(timeout=15)
+@contextmanager
+def running_stack(
+    amqp_url: str,
+    database_url: str,
+    logs: Path,
+    replicas: int | None = None,
+    ready_seconds: float = 60,
+) -> Iterator[Stack]:
+    """Every service (once, or `replicas` replicas of each: `router#1`...) on this broker
+    and database, ready; at the end SIGTERM to everything (a replica killed and not
+    replaced is already gone)."""
+    stack = Stack(base_env(amqp_url, database_url), logs)
+    stack.start(replicas=replicas)
+    try:
+        stack.wait_ready(ready_seconds)
+        yield stack
+    finally:
+        stack.stop(timeout=15)
 
 
 @pytest.fixture(scope="module")

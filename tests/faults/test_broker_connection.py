@@ -14,7 +14,7 @@ import pytest
 
 from devtools import environment
 from devtools.stack import Stack, free_port
-from tests.faults.conftest import SIZE, base_env, teardown
+from tests.faults.conftest import SIZE, running_stack
 from tests.faults.ledger import check, rabbitmqctl_queues
 from tests.faults.load import Load, run_load
 from tests.tcp_proxy import TcpProxy
@@ -43,13 +43,8 @@ def stack(
         f"amqp://guest:guest@127.0.0.1:{proxy.listen_port}/{quote(vhost[0], safe='')}"
         f"?heartbeat={HEARTBEAT}"
     )
-    stack = Stack(base_env(via_proxy, own_database[1], logs), logs)
-    stack.start()
-    try:
-        stack.wait_ready(60)
+    with running_stack(via_proxy, own_database[1], logs) as stack:
         yield stack
-    finally:
-        teardown(stack)
 
 
 def close_vhost_connections(vhost: str) -> int:

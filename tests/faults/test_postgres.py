@@ -18,7 +18,7 @@ import pytest
 from devtools import environment
 from devtools.stack import Stack
 from services.status.migrate import upgrade
-from tests.faults.conftest import SIZE, base_env, psql, teardown
+from tests.faults.conftest import SIZE, psql, running_stack
 from tests.faults.ledger import check, rabbitmqctl_queues
 from tests.faults.load import Load, run_load
 from tests.faults.servers import PrivatePostgres
@@ -34,13 +34,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("postgres")
-    stack = Stack(base_env(vhost[1], own_database[1], logs), logs)
-    stack.start()
-    try:
-        stack.wait_ready(60)
+    with running_stack(vhost[1], own_database[1], logs) as stack:
         yield stack
-    finally:
-        teardown(stack)
 
 
 def terminate_backends(database: str) -> None:
@@ -48,6 +43,20 @@ def terminate_backends(database: str) -> None:
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
     )
+
+
+def refusing(database: str, refuse: str, accept: str) -> Callable[[], Awaitable[None]]:
+    """A third into the load: `ALTER DATABASE ... <refuse>` and its open connections
+    terminated; `OUTAGE` seconds later, `<accept>`."""
+
+    async def fault() -> None:
+        await asyncio.sleep(SIZE.seconds / 3)
+        await asyncio.to_thread(psql, f'ALTER DATABASE "{database}" {refuse}')
+        await asyncio.to_thread(terminate_backends, database)
+        await asyncio.sleep(OUTAGE)
+        await asyncio.to_thread(psql, f'ALTER DATABASE "{database}" {accept}')
+
+    return fault
 
 
 async def _run(
@@ -65,15 +74,7 @@ async def test_database_connection_limit_zero(
     stack: Stack, vhost: tuple[str, str], own_database: tuple[str, str], fault_round: int
 ) -> None:
     """`too many connections` (53300) on every new connection, the open ones terminated."""
-    name = own_database[0]
-
-    async def fault() -> None:
-        await asyncio.sleep(SIZE.seconds / 3)
-        await asyncio.to_thread(psql, f'ALTER DATABASE "{name}" CONNECTION LIMIT 0')
-        await asyncio.to_thread(terminate_backends, name)
-        await asyncio.sleep(OUTAGE)
-        await asyncio.to_thread(psql, f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
-
+    fault = refusing(own_database[0], "CONNECTION LIMIT 0", "CONNECTION LIMIT -1")
     await _run(stack, vhost, "postgres: CONNECTION LIMIT 0 + terminate", fault)
 
 
@@ -81,15 +82,7 @@ async def test_database_not_accepting_connections(
     stack: Stack, vhost: tuple[str, str], own_database: tuple[str, str], fault_round: int
 ) -> None:
     """`database is not currently accepting connections` (55000), the open ones terminated."""
-    name = own_database[0]
-
-    async def fault() -> None:
-        await asyncio.sleep(SIZE.seconds / 3)
-        await asyncio.to_thread(psql, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await asyncio.to_thread(terminate_backends, name)
-        await asyncio.sleep(OUTAGE)
-        await asyncio.to_thread(psql, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
+    fault = refusing(own_database[0], "ALLOW_CONNECTIONS false", "ALLOW_CONNECTIONS true")
     await _run(stack, vhost, "postgres: ALLOW_CONNECTIONS false + terminate", fault)
 
 
@@ -112,13 +105,8 @@ def private_stack(
     url = private_postgres.create_database(f"hybridq_test_{uuid.uuid4().hex[:10]}")
     upgrade(url)
     logs = tmp_path_factory.mktemp("private-postgres")
-    stack = Stack(base_env(private_vhost[1], url, logs), logs)
-    stack.start()
-    try:
-        stack.wait_ready(60)
+    with running_stack(private_vhost[1], url, logs) as stack:
         yield stack
-    finally:
-        teardown(stack)
 
 
 async def test_server_stops_and_restarts(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
-from tests.faults.conftest import SIZE, base_env, teardown
+from tests.faults.conftest import SIZE, running_stack
 from tests.faults.ledger import check, rabbitmqctl_queues
 from tests.faults.load import AmqpPublisher, Load, run_load
 from tests.faults.servers import PrivateRabbitMQ
@@ -30,13 +30,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("private-broker")
-    stack = Stack(base_env(private_rabbitmq.amqp_url, own_database[1], logs), logs)
-    stack.start()
-    try:
-        stack.wait_ready(60)
+    with running_stack(private_rabbitmq.amqp_url, own_database[1], logs) as stack:
         yield stack
-    finally:
-        teardown(stack)
 
 
 async def _run(

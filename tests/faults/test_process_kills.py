@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
-from tests.faults.conftest import SIZE, base_env, teardown
+from tests.faults.conftest import SIZE, running_stack
 from tests.faults.ledger import check, rabbitmqctl_queues, run_again
 from tests.faults.load import Load, run_load
 
@@ -24,13 +24,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("kills")
-    stack = Stack(base_env(vhost[1], own_database[1], logs), logs)
-    stack.start()
-    try:
-        stack.wait_ready(60)
+    with running_stack(vhost[1], own_database[1], logs) as stack:
         yield stack
-    finally:
-        teardown(stack)
 
 
 async def _running_on(api: str, site: str, timeout: float = 15) -> None:

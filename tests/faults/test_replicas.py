@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from devtools.stack import SERVICES, Stack
-from tests.faults.conftest import SIZE, base_env, teardown
+from tests.faults.conftest import SIZE, running_stack
 from tests.faults.ledger import all_views, check, rabbitmqctl_queues, run_again, started_counts
 from tests.faults.load import AmqpPublisher, Load, Submitted, run_load
 
@@ -34,13 +34,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("replicas")
-    stack = Stack(base_env(vhost[1], own_database[1], logs), logs)
-    stack.start(replicas=2)
-    try:
-        stack.wait_ready(90)
+    with running_stack(vhost[1], own_database[1], logs, replicas=2, ready_seconds=90) as stack:
         yield stack
-    finally:
-        teardown(stack)
 
 
 async def _wait_status(api: str, job_id: str, wanted: str, timeout: float = 30) -> None:
