@@ -31,7 +31,11 @@ PROJECTION_LAG = Histogram(
     "Event time to commit time",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
 )
-JOBS_BY_STATUS = Gauge("hybridq_jobs", "Jobs by status", ["status"])
+JOBS_BY_STATUS = Gauge("hybridq_jobs", "Jobs by status", ["status"], multiprocess_mode="mostrecent")
+WRITE_SIDE_RESTARTS = Counter(
+    "hybridq_status_write_side_restarts_total",
+    "Times the status service started its write side again after it exited",
+)
 API_LATENCY = Histogram(
     "hybridq_api_request_seconds", "HTTP API latency", ["method", "route", "code"]
 )

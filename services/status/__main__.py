@@ -1,4 +1,9 @@
-"""`python -m services.status` serves the API; `python -m services.status migrate` migrates."""
+"""`python -m services.status [api | projector | migrate]`.
+
+No argument: the HTTP API in this process and the write side (projection, relays, sweeps,
+schedules) in a child process (`write_side.py`). `api` and `projector` run one half each,
+for deployments that scale them apart; `migrate` upgrades the database and exits.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +19,29 @@ import uvicorn  # noqa: E402
 from shared.logs import configure  # noqa: E402
 from shared.settings import StatusSettings, load  # noqa: E402
 
+USAGE = "use: python -m services.status [api | projector | migrate]"
+
 
 def main(argv: list[str]) -> int:
     settings = load(StatusSettings)
-    configure("status", settings.log_level)
-    if argv[:1] == ["migrate"]:
+    command = argv[0] if argv else "serve"
+    if len(argv) > 1 or command not in ("serve", "api", "projector", "migrate"):
+        print(f"unknown command {' '.join(argv)!r}; {USAGE}", file=sys.stderr)
+        return 2
+    configure("status" if command in ("serve", "api") else f"status-{command}", settings.log_level)
+    if command == "migrate":
         from services.status.migrate import upgrade
 
         upgrade(settings.database_url)
         return 0
-    if argv:
-        print(
-            f"unknown command {argv[0]!r}; use: python -m services.status [migrate]",
-            file=sys.stderr,
-        )
-        return 2
+    if command == "projector":
+        from services.status import write_side
+
+        write_side.run(settings)
+        return 0
+    from services.status import write_side
+
+    metrics = write_side.metrics_dir() if command == "serve" else None  # before any metric
     from services.status.app import create_app
 
     # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found at start-up and
@@ -37,13 +50,19 @@ def main(argv: list[str]) -> int:
     # finish and exit 0, even when more signals arrive at the end.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.drain_seconds),
-    )
+    try:
+        uvicorn.run(
+            create_app(settings, "split" if command == "serve" else "api"),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            loop="uvloop",
+            http="httptools",
+            timeout_graceful_shutdown=int(settings.drain_seconds),
+        )
+    finally:
+        if metrics is not None:
+            write_side.remove_metrics_dir(metrics)
     return 0
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from faststream.rabbit import RabbitBroker
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,15 +26,16 @@ from services.status.api.auth import AuthGate
 from services.status.api.deps import Resources
 from services.status.api.limits import BodyLimit
 from services.status.api.streams import StreamSlots
+from services.status.api.timing import Timing
 from services.status.background import start_background, stop_background
 from services.status.consumers import subscribe
 from services.status.db_errors import is_backend_error
 from services.status.projector import Projector
 from services.status.schedules.firer import Firer
 from services.status.ui import routes as ui
+from services.status.write_side import write_side
 from shared import topology
 from shared.bus import Bus, make_broker
-from shared.metrics import API_LATENCY
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
@@ -41,69 +43,60 @@ from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("hybridq.status.http")
 RELAY_EVERY_SECONDS = 5.0
+WARM_CONNECTIONS = 6
 
 
-def create_app(settings: StatusSettings | None = None) -> FastAPI:
+Role = Literal["all", "api", "split"]
+"""`all`: the HTTP API and the write side (`projecting`) in one process (the in-memory
+tests); `api`: the HTTP API only, the write side running elsewhere; `split` (what
+`python -m services.status` runs): the HTTP API here, the write side in a child process
+(`write_side.py`)."""
+
+
+def create_app(settings: StatusSettings | None = None, role: Role = "all") -> FastAPI:
     settings = settings or StatusSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rules = load_rules(settings.routing_rules)  # a bad rules file stops start-up first
         engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
-        # the projection's own pool, without the pre-ping round trip per transaction: a
-        # connection lost with the database fails its batch, which is held and retried
-        # (db_errors.db_retrying) on a new connection
-        projection_engine = create_async_engine(settings.database_url, pool_size=2)
+        # the reads' own pool: autocommit (a read is one statement: no BEGIN, no ROLLBACK)
+        # and no ping before each use (queries.rows tries a read again on a new connection
+        # when the pooled one was dropped)
+        reads = create_async_engine(
+            settings.database_url, pool_size=10, isolation_level="AUTOCOMMIT"
+        )
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
-
-        projector = Projector(
-            projection_engine,
-            settings.batch_size,
-            settings.batch_wait_seconds,
-            hold_seconds=settings.db_hold_seconds,
-            relay=lambda: outbox.relay(engine, bus),
-        )
         depths = QueueDepths(
             settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
         )
-        kind = settings.work_queue_type
-        events = subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
-        workers.subscribe(broker, bus, engine, kind)
-        await projector.start()
-        await broker.connect()
-        await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
-        await broker.start()
-        await events.start()
-        await depths.start()
-        background = start_background(engine, bus, settings)
-        firer = Firer(engine, bus, settings.schedule_poll_seconds)
-        firing = asyncio.create_task(firer.run(), name="schedule-firer")
-        lease_sweeper = asyncio.create_task(leases.sweep_forever(engine, bus), name="leases")
-        relay = asyncio.create_task(_relay_redrives(engine, bus), name="redrive-relay")
-        app.state.resources = Resources(
-            settings,
-            engine,
-            broker,
-            bus,
-            rules,
-            depths,
-            projector,
-            StreamSlots(settings.max_streams),
-        )
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(engine.dispose)
+            stack.push_async_callback(reads.dispose)
+            if role == "split":
+                await stack.enter_async_context(write_side(settings))
+            if role != "all":
+                await broker.connect()
+                await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
+                await broker.start()
+                stack.push_async_callback(broker.stop)
+            else:
+                await stack.enter_async_context(projecting(settings, engine, broker, bus))
+            await depths.start()
+            stack.push_async_callback(depths.stop)
+            app.state.resources = Resources(
+                settings,
+                engine,
+                reads,
+                broker,
+                bus,
+                rules,
+                depths,
+                StreamSlots(settings.max_streams),
+            )
+            await _warm(reads, WARM_CONNECTIONS)
             yield
-        finally:
-            await stop_background(background)
-            await cancel_and_wait(
-                [firing, lease_sweeper, relay]
-            )  # no publish after the broker stops
-            await events.stop()
-            await broker.stop()
-            await projector.stop()
-            await depths.stop()
-            await engine.dispose()
-            await projection_engine.dispose()
 
     # API docs served from the package, not a CDN: private networks often have no internet
     app = FastAPIOffline(
@@ -123,6 +116,62 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     _errors(app)
     _middleware(app, settings)
     return app
+
+
+@asynccontextmanager
+async def projecting(
+    settings: StatusSettings, engine: AsyncEngine, broker: RabbitBroker, bus: Bus
+) -> AsyncIterator[None]:
+    """The write side: the event consumer, the worker registry and the background tasks,
+    on `broker` (started here, stopped on the way out after the tasks that publish)."""
+    # the projection's own pool, without the pre-ping round trip per transaction: a
+    # connection lost with the database fails its batch, which is held and retried
+    # (db_errors.db_retrying) on a new connection
+    projection_engine = create_async_engine(settings.database_url, pool_size=2)
+    projector = Projector(
+        projection_engine,
+        settings.batch_size,
+        settings.batch_wait_seconds,
+        hold_seconds=settings.db_hold_seconds,
+        relay=lambda: outbox.relay(engine, bus),
+    )
+    kind = settings.work_queue_type
+    events = subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
+    workers.subscribe(broker, bus, engine, kind)
+    await projector.start()
+    await broker.connect()
+    await topology.declare(broker, topology.status_bindings(settings.work_queue_type))
+    await broker.start()
+    await events.start()
+    background = start_background(engine, bus, settings)
+    firer = Firer(engine, bus, settings.schedule_poll_seconds)
+    firing = asyncio.create_task(firer.run(), name="schedule-firer")
+    lease_sweeper = asyncio.create_task(leases.sweep_forever(engine, bus), name="leases")
+    relay = asyncio.create_task(_relay_redrives(engine, bus), name="redrive-relay")
+    try:
+        yield
+    finally:
+        await stop_background(background)
+        await cancel_and_wait([firing, lease_sweeper, relay])  # no publish after the broker stops
+        await events.stop()
+        await broker.stop()
+        await projector.stop()
+        await projection_engine.dispose()
+
+
+async def _warm(engine: AsyncEngine, n: int) -> None:
+    """Open `n` pooled connections before the first request: a new asyncpg connection costs
+    several round trips (start-up, authentication, type codecs), which under load made the
+    first reads of a burst the slowest. Best effort: a database still away is no reason
+    not to start (reads answer 503 until it is back)."""
+
+    try:
+        async with AsyncExitStack() as held:  # all at once: each connect makes a new one
+            for _ in range(n):
+                conn = await held.enter_async_context(engine.connect())
+                await conn.execute(text("SELECT 1"))
+    except Exception:
+        log.warning("could not open the read connections ahead; going on", exc_info=True)
 
 
 async def _relay_redrives(engine: AsyncEngine, bus: Bus) -> None:
@@ -167,19 +216,8 @@ def _errors(app: FastAPI) -> None:
 
 
 def _middleware(app: FastAPI, settings: StatusSettings) -> None:
-    """Outermost first: auth (nothing is read for a refused caller), body limits, latency."""
+    """Outermost first: auth (nothing is read for a refused caller), body limits, timing."""
 
-    @app.middleware("http")
-    async def latency(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        API_LATENCY.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(Timing)
     app.add_middleware(BodyLimit)
     app.add_middleware(AuthGate, settings=settings)

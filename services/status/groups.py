@@ -98,8 +98,7 @@ async def _with_views(engine: AsyncEngine, group_id: UUID) -> tuple[list[Any], l
         .where(group_members.c.group_id == group_id)
         .order_by(group_members.c.position)
     )
-    async with engine.connect() as conn:
-        members = list(await conn.execute(query))
+    members = list(await queries.rows(engine, query))
     views = [
         await queries.get_job(engine, m.job_id) or _unseen(m.job_id, m.created_at) for m in members
     ]

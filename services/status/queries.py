@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Executable, Select, select, tuple_
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.schedules.tables import schedule_firings
@@ -38,6 +40,25 @@ VIEW_FIELDS = (
     "schedule_id",
     "parent_id",
 )
+
+
+async def rows(engine: AsyncEngine, query: Executable) -> Sequence[Any]:
+    """The rows of one read statement.
+
+    The API's read pool does not ping each connection before use (a round trip per
+    request). A pooled connection the database has dropped since (a restart) fails at
+    once; SQLAlchemy then marks it and the rest of the pool invalid, and the read is
+    run once more on a new connection. A read changes nothing, so running it again is
+    safe; a database that is still away fails the second try too (the caller's 503).
+    """
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(query)).all()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).all()
 
 
 class BadCursor(ValueError):
@@ -78,9 +99,8 @@ def _view(row: Any) -> dict[str, Any]:
 
 
 async def get_job(engine: AsyncEngine, job_id: UUID) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(_jobs_with_group().where(jobs.c.job_id == job_id))).first()
-    return _view(row) if row else None
+    found = await rows(engine, _jobs_with_group().where(jobs.c.job_id == job_id))
+    return _view(found[0]) if found else None
 
 
 async def list_jobs(
@@ -116,12 +136,11 @@ async def list_jobs(
             raise BadCursor("invalid cursor") from exc
         query = query.where(tuple_(jobs.c.listed_at, jobs.c.job_id) < key)
     query = query.order_by(jobs.c.listed_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].listed_at.isoformat(), rows[-1].job_id) if more else None
-    return [_view(r) for r in rows], next_cursor
+    found = await rows(engine, query)
+    more = len(found) > limit
+    page = found[:limit]
+    next_cursor = encode_cursor(page[-1].listed_at.isoformat(), page[-1].job_id) if more else None
+    return [_view(r) for r in page], next_cursor
 
 
 async def job_history(engine: AsyncEngine, job_id: UUID) -> list[dict[str, Any]]:
@@ -130,8 +149,7 @@ async def job_history(engine: AsyncEngine, job_id: UUID) -> list[dict[str, Any]]
         .where(job_events.c.job_id == job_id)
         .order_by(job_events.c.occurred_at, job_events.c.rank, job_events.c.event_id)
     )
-    async with engine.connect() as conn:
-        return [p for (p,) in await conn.execute(query)]
+    return [p for (p,) in await rows(engine, query)]
 
 
 async def counts(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -142,11 +160,10 @@ async def counts(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, dict[st
     )
     by_status: dict[str, int] = {}
     by_site: dict[str, dict[str, int]] = {"public": {}, "private": {}}
-    async with engine.connect() as conn:
-        for site, status, n in await conn.execute(query):
-            by_status[status] = by_status.get(status, 0) + n
-            if site in by_site:
-                by_site[site][status] = n
+    for site, status, n in await rows(engine, query):
+        by_status[status] = by_status.get(status, 0) + n
+        if site in by_site:
+            by_site[site][status] = n
     return by_status, by_site
 
 
@@ -182,11 +199,10 @@ async def list_dead_letters(
             raise BadCursor("invalid cursor")
         query = query.where(dead_letters.c.seq < int(seq))
     query = query.order_by(dead_letters.c.seq.desc()).limit(limit + 1)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [_dead_letter(r) for r in rows], encode_cursor("dl", rows[-1].seq) if more else None
+    found = await rows(engine, query)
+    more = len(found) > limit
+    page = found[:limit]
+    return [_dead_letter(r) for r in page], encode_cursor("dl", page[-1].seq) if more else None
 
 
 async def dead_letters_to_redrive(

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.db_errors import db_retrying
+from services.status.queries import rows
 from services.status.tables import leases, workers
 from shared import topology
 from shared.bus import Bus
@@ -127,8 +128,6 @@ async def live_workers(engine: AsyncEngine) -> list[dict[str, Any]]:
         .where(workers.c.last_seen >= func.now() - window * text("interval '1 second'"))
         .order_by(workers.c.site, workers.c.worker, workers.c.instance)
     )
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
     return [
         {
             "worker": r.worker,
@@ -139,7 +138,7 @@ async def live_workers(engine: AsyncEngine) -> list[dict[str, Any]]:
             "running": r.running,
             "last_seen": r.last_seen,
         }
-        for r in rows
+        for r in await rows(engine, query)
     ]
 
 

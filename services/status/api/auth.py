@@ -76,8 +76,11 @@ class AuthGate:
         return bool(given) and (_matches(given, self.api) or _matches(given, self.admin))
 
 
-def require_reader(request: Request, credentials: Credentials) -> None:
-    """Either token (AuthGate already checks this; kept on routes as a second layer)."""
+async def require_reader(request: Request, credentials: Credentials) -> None:
+    """Either token (AuthGate already checks this; kept on routes as a second layer).
+
+    `async`, like every dependency here: FastAPI runs a plain `def` in a worker thread,
+    a thread hand-off (and interpreter-lock contention) on every request."""
     api, admin = tokens(request.app.state.settings)
     if api is None and admin is None:
         return
@@ -88,7 +91,7 @@ def require_reader(request: Request, credentials: Credentials) -> None:
         )
 
 
-def require_admin(request: Request, credentials: Credentials) -> None:
+async def require_admin(request: Request, credentials: Credentials) -> None:
     """Cancel and redrive need ADMIN_TOKEN; with only API_TOKEN set, nobody may operate."""
     api, admin = tokens(request.app.state.settings)
     if api is None and admin is None:

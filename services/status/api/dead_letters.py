@@ -23,7 +23,7 @@ async def list_dead_letters(
 ) -> dict[str, Any]:
     try:
         items, next_cursor = await queries.list_dead_letters(
-            res.engine, limit=limit, cursor=cursor, include_redriven=include_redriven
+            res.reads, limit=limit, cursor=cursor, include_redriven=include_redriven
         )
     except queries.BadCursor as exc:
         raise HTTPException(422, str(exc)) from exc

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.api.streams import StreamSlots
 from services.status.operations import BackendUnavailable, PolicyRefusal
-from services.status.projector import Projector
 from shared.bus import Bus
 from shared.placement.rules import Rules
 from shared.queue_depth import QueueDepths
@@ -22,17 +21,19 @@ from shared.settings import StatusSettings
 class Resources:
     settings: StatusSettings
     engine: AsyncEngine
+    reads: AsyncEngine
+    """`engine` for single-statement reads: autocommit, so a read is one round trip (after
+    the pool's ping), without BEGIN and ROLLBACK around it."""
     broker: RabbitBroker
     bus: Bus
     rules: Rules
     depths: QueueDepths
-    projector: Projector
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(100))
     stats_cache: tuple[float, dict[str, Any]] | None = None
     """The last /stats answer and when it was computed (monotonic seconds)."""
 
 
-def resources(request: Request) -> Resources:
+async def resources(request: Request) -> Resources:
     res: Resources = request.app.state.resources
     return res
 

@@ -73,7 +73,7 @@ async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
 
 @router.get("/job-groups/{group_id}", response_model=GroupView, dependencies=[Reader])
 async def get_group(res: Res, group_id: UUID) -> dict[str, Any]:
-    group = await groups.view(res.engine, group_id)
+    group = await groups.view(res.reads, group_id)
     if group is None:
         raise HTTPException(404, f"no job group {group_id}")
     return group

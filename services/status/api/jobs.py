@@ -55,7 +55,7 @@ async def submit_job(res: Res, body: SubmitJob) -> Submitted:
 
 @router.get("/jobs/{job_id}", response_model=JobViewOut, dependencies=[Reader])
 async def get_job(res: Res, job_id: UUID) -> dict[str, Any]:
-    job = await queries.get_job(res.engine, job_id)
+    job = await queries.get_job(res.reads, job_id)
     if job is None:
         raise HTTPException(404, f"no job {job_id}")
     return job
@@ -79,7 +79,7 @@ async def list_jobs(
         raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}")
     try:
         items, next_cursor = await queries.list_jobs(
-            res.engine,
+            res.reads,
             limit=limit,
             cursor=cursor,
             status=status,
@@ -98,7 +98,7 @@ async def list_jobs(
 @router.get("/jobs/{job_id}/events", response_model=EventList, dependencies=[Reader])
 async def job_events(res: Res, job_id: UUID) -> dict[str, Any]:
     """Every event of the job, in the order they happened."""
-    return {"items": await queries.job_history(res.engine, job_id)}
+    return {"items": await queries.job_history(res.reads, job_id)}
 
 
 @router.get(

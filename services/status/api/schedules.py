@@ -116,11 +116,11 @@ async def create_schedule(res: Res, body: ScheduleRequest) -> ScheduleCreated:
 
 @router.get("/schedules", response_model=ScheduleList, dependencies=[Reader])
 async def list_schedules(res: Res) -> dict[str, Any]:
-    return {"items": await store.list_schedules(res.engine)}
+    return {"items": await store.list_schedules(res.reads)}
 
 
 async def _one(res: Res, schedule_id: UUID) -> dict[str, Any]:
-    found = await store.get(res.engine, schedule_id)
+    found = await store.get(res.reads, schedule_id)
     if found is None:
         raise HTTPException(404, f"no schedule {schedule_id}")
     return found

@@ -69,8 +69,8 @@ async def follow(res: Resources, job_id: UUID, request: Request) -> AsyncIterato
     while not await request.is_disconnected():
         # the view first: events and view commit together, so a history read after a
         # terminal view holds every event up to the end
-        job = await queries.get_job(res.engine, job_id)
-        for event in await queries.job_history(res.engine, job_id):
+        job = await queries.get_job(res.reads, job_id)
+        for event in await queries.job_history(res.reads, job_id):
             if event["event_id"] not in sent:
                 sent.add(event["event_id"])
                 last_news = time.monotonic()

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from services.status import queries
 from services.status.api.auth import Reader
 from services.status.api.deps import Res, Resources
 from services.status.api.schemas import Stats
+from services.status.write_side import METRICS_ENV
 from shared import topology
 from shared.contracts.jobs import Site
 from shared.metrics import JOBS_BY_STATUS
@@ -57,7 +59,7 @@ async def stats(res: Res) -> dict[str, Any]:
     cached = res.stats_cache
     if cached and time.monotonic() - cached[0] < res.settings.stats_max_age_seconds:
         return cached[1]
-    by_status, by_site = await queries.counts(res.engine)
+    by_status, by_site = await queries.counts(res.reads)
     queues = {
         name: {"ready": d.ready, "unacked": None, "consumers": d.consumers}
         for name, d in res.depths.readings.items()
@@ -71,6 +73,12 @@ async def stats(res: Res) -> dict[str, Any]:
 
 @router.get("/metrics")
 async def metrics() -> Response:
+    """This process's metrics, or with the write side in a child process, both processes'
+    (prometheus-client's multiprocess mode, write_side.py)."""
+    if os.environ.get(METRICS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -41,4 +41,4 @@ class WorkerList(BaseModel):
 async def list_workers(res: Res) -> dict[str, Any]:
     """Workers heard from in the last three heartbeat intervals (at least 15 s); `running`
     lists the attempts each was running at its last heartbeat."""
-    return {"items": await workers.live_workers(res.engine)}
+    return {"items": await workers.live_workers(res.reads)}

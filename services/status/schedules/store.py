@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.status.queries import rows
 from services.status.schedules.tables import schedule_firings, schedules
 from services.status.schedules.timing import Cadence
 
@@ -74,9 +75,8 @@ async def _recent_jobs(engine: AsyncEngine, ids: list[UUID]) -> dict[UUID, list[
     sub = ranked.subquery()
     query = select(sub.c.schedule_id, sub.c.job_id).where(sub.c.n <= RECENT_JOBS).order_by(sub.c.n)
     recent: dict[UUID, list[UUID]] = {i: [] for i in ids}
-    async with engine.connect() as conn:
-        for schedule_id, job_id in await conn.execute(query):
-            recent[schedule_id].append(job_id)
+    for schedule_id, job_id in await rows(engine, query):
+        recent[schedule_id].append(job_id)
     return recent
 
 
@@ -87,12 +87,11 @@ async def list_schedules(
     query = select(schedules).order_by(schedules.c.created_at, schedules.c.schedule_id)
     if schedule_id is not None:
         query = query.where(schedules.c.schedule_id == schedule_id)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    recent = await _recent_jobs(engine, [r.schedule_id for r in rows]) if rows else {}
+    found = await rows(engine, query)
+    recent = await _recent_jobs(engine, [r.schedule_id for r in found]) if found else {}
     return [
         {**{k: r._mapping[k] for k in FIELDS}, "recent_job_ids": recent[r.schedule_id]}
-        for r in rows
+        for r in found
     ]
 
 

@@ -1,0 +1,205 @@
+"""The status service's write side in a process of its own.
+
+`python -m services.status` answers HTTP in its own process and runs the write side (the
+event projection, the worker registry, the outbox and redrive relays, the group sweep,
+retention, schedules, leases: `app.projecting`) in a child process, `python -m
+services.status projector`. Reads then never wait behind a batch of events on the same
+event loop (or, with threads, the same interpreter lock): under a burst that kept both
+cores busy, a read's p99 was 200-340 ms in one process and is a few tens of ms split
+(docs/performance.md). Both halves keep nothing of their own: either may be killed and
+replaced, like any replica.
+
+The parent (`WriteSide`) starts the child, starts it again if it dies (with a growing
+pause, logged), and on shutdown sends it SIGTERM and waits for it to drain. The child
+(`run`) drains on SIGTERM/SIGINT, and also when its parent goes away, however it went
+(`prctl(PR_SET_PDEATHSIG)` on Linux, and a check of its parent every second everywhere),
+so no write side outlives its service.
+
+Both halves count into one `/metrics` through prometheus-client's multiprocess mode: the
+parent sets `PROMETHEUS_MULTIPROC_DIR` (a fresh directory) before any metric exists and the
+child inherits it (`metrics_dir`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from shared.settings import StatusSettings
+from shared.tasks import cancel_and_wait
+
+log = logging.getLogger("hybridq.status.write_side")
+
+PARENT_ENV = "HYBRIDQ_STATUS_PARENT"
+"""Set in the child's environment: the pid of the process whose death ends the child."""
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+RESTART_PAUSES = (1.0, 2.0, 5.0, 10.0, 30.0)
+PR_SET_PDEATHSIG = 1
+
+
+def metrics_dir() -> Path:
+    """Give this process and its children one metrics directory (before any metric is made).
+
+    An operator's own `PROMETHEUS_MULTIPROC_DIR` is used (and its old files removed, as
+    prometheus-client asks); otherwise a fresh temporary directory, removed at exit.
+    """
+    given = os.environ.get(METRICS_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):
+            old.unlink(missing_ok=True)
+        return path
+    path = Path(tempfile.mkdtemp(prefix="hybridq-status-metrics-"))
+    os.environ[METRICS_ENV] = str(path)
+    return path
+
+
+def remove_metrics_dir(path: Path) -> None:
+    if not os.environ.get("HYBRIDQ_KEEP_METRICS_DIR"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class WriteSide:
+    """The child process running the write side, kept running while the service runs."""
+
+    def __init__(self, drain_seconds: float) -> None:
+        self.drain_seconds = drain_seconds
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._watch = asyncio.create_task(self._keep_running(), name="write-side")
+
+    async def _spawn(self) -> None:
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.status", "projector", env=env
+        )
+        log.info("write side started", extra={"pid": self.process.pid})
+
+    async def _keep_running(self) -> None:
+        from shared.metrics import WRITE_SIDE_RESTARTS
+
+        pauses = iter(RESTART_PAUSES)
+        pause = RESTART_PAUSES[0]
+        while True:
+            assert self.process is not None
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            _forget(self.process.pid)
+            pause = next(pauses, pause)
+            log.error(
+                "write side exited with %s; starting it again in %.0f s",
+                code,
+                pause,
+                extra={"pid": self.process.pid},
+            )
+            await asyncio.sleep(pause)
+            self.restarts += 1
+            WRITE_SIDE_RESTARTS.inc()  # imported late: after metrics_dir() (see the top)
+            await self._spawn()
+
+    async def stop(self) -> None:
+        """SIGTERM, then wait for the drain (the child exits within its own drain time)."""
+        self._stopping = True
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), self.drain_seconds + 5)
+            except TimeoutError:
+                log.error("write side did not drain in time; killing it")
+                process.kill()
+                await process.wait()
+        await cancel_and_wait([self._watch])
+
+
+@asynccontextmanager
+async def write_side(settings: StatusSettings) -> AsyncIterator[WriteSide]:
+    side = WriteSide(settings.drain_seconds)
+    await side.start()
+    try:
+        yield side
+    finally:
+        await side.stop()
+
+
+def _forget(pid: int) -> None:
+    """A dead child's live gauges leave /metrics (its counters stay: they are sums)."""
+    if os.environ.get(METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def _die_with_parent() -> int | None:
+    """Have the kernel send SIGTERM when the parent dies (Linux); the parent's pid."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return int(parent)
+
+
+async def _parent_gone(parent: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the parent is gone (re-parented: no event announces it, so look)."""
+    while os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+            return  # stopping anyway
+    log.warning("the status service's HTTP process is gone; draining")
+    stop.set()
+
+
+async def serve(settings: StatusSettings) -> None:
+    """Run the write side until SIGTERM/SIGINT (or the parent's end), then drain."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from services.status.app import projecting
+    from shared.bus import Bus, make_broker
+
+    parent = _die_with_parent()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.create_task(_parent_gone(parent, stop)) if parent else None
+    if parent is not None and os.getppid() != parent:
+        stop.set()  # the parent died before the death signal was armed
+    engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=5)
+    broker = make_broker(settings.amqp_url, settings.batch_size)
+    try:
+        async with projecting(settings, engine, broker, Bus(broker)):
+            await stop.wait()
+    finally:
+        await cancel_and_wait([watch])
+        await engine.dispose()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)  # drained: a late signal must not kill exit 0
+
+
+def run(settings: StatusSettings) -> None:
+    asyncio.run(serve(settings))
