@@ -51,6 +51,8 @@ class Plan:
 class _State:
     plan: Plan
     ms: dict[str, list[float]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
+    server_ms: dict[str, list[float]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
+    """Each answer's own Server-Timing: the time the request spent in the status service."""
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
     pool: list[str] = field(default_factory=list)
     first_next: str | None = None
@@ -99,6 +101,9 @@ async def _one(http: httpx.AsyncClient, state: _State, due: str) -> None:
         state.errors[endpoint] += 1
         return
     state.ms[endpoint].append(ms)
+    timing = response.headers.get("server-timing", "")
+    if timing.startswith("app;dur="):  # the part spent in the status service
+        state.server_ms[endpoint].append(float(timing.removeprefix("app;dur=")))
     if response.status_code != 200:
         state.errors[endpoint] += 1
         return
@@ -135,6 +140,7 @@ async def probe(plan: Plan, stop: asyncio.Event) -> dict[str, Any]:
         "deep_depth": plan.deep_depth,
         "ids": "seeded" if plan.ids else "succeeded jobs of the run",
         "ms": state.ms,
+        "server_ms": state.server_ms,
         "errors": state.errors,
     }
 

@@ -33,7 +33,9 @@ def figures(run: Run) -> dict[str, Any]:
     if run.reads:
         extra["read_probe"] = {k: v for k, v in run.reads.items() if k not in ("ms", "errors")}
         extra["reads_ms"] = {
-            endpoint: _read_figures(ms, run.reads["errors"][endpoint])
+            endpoint: _read_figures(
+                ms, run.reads["errors"][endpoint], run.reads.get("server_ms", {}).get(endpoint)
+            )
             for endpoint, ms in run.reads["ms"].items()
         }
     return {
@@ -63,13 +65,14 @@ def figures(run: Run) -> dict[str, Any]:
     }
 
 
-def _read_figures(ms: list[float], errors: int) -> dict[str, Any]:
+def _read_figures(ms: list[float], errors: int, server: list[float] | None) -> dict[str, Any]:
     ordered = sorted(ms)
     return {
         "requests": len(ordered),
         "errors": errors,
         **{f"p{p}": percentile(ordered, p) for p in (50, 95, 99)},
         "max": ordered[-1] if ordered else float("nan"),
+        "server_p99": percentile(sorted(server), 99) if server else float("nan"),
     }
 
 
@@ -209,8 +212,9 @@ def _targets(all_figures: list[dict[str, Any]], summary: dict[str, Any]) -> list
         lines += [
             "",
             "| run | read (while the load ran) | requests | errors "
-            f"| p50 / p95 / p99 / max ms | p99 < {TARGET_READ_P99_MS:.0f} ms? |",
-            "|---|---|---|---|---|---|",
+            f"| p50 / p95 / p99 / max ms | in the service p99 ms "
+            f"| p99 < {TARGET_READ_P99_MS:.0f} ms? |",
+            "|---|---|---|---|---|---|---|",
         ]
         for f in probed:
             for endpoint, r in f["reads_ms"].items():
@@ -218,7 +222,7 @@ def _targets(all_figures: list[dict[str, Any]], summary: dict[str, Any]) -> list
                 lines.append(
                     f"| {label(f, all_figures)} | {endpoint} | {r['requests']} | {r['errors']} "
                     f"| {r['p50']:.1f} / {r['p95']:.1f} / {r['p99']:.1f} / {r['max']:.1f} "
-                    f"| {_yes(held)} |"
+                    f"| {r.get('server_p99', float('nan')):.1f} | {_yes(held)} |"
                 )
         for f in probed:
             probe = f["read_probe"]
