@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from types import FrameType
 
 # Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -16,6 +17,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 import uvicorn  # noqa: E402
 
+from services.status import write_side  # noqa: E402 (imports no metric: see metrics_dir)
 from shared.logs import configure  # noqa: E402
 from shared.settings import StatusSettings, load  # noqa: E402
 
@@ -35,12 +37,8 @@ def main(argv: list[str]) -> int:
         upgrade(settings.database_url)
         return 0
     if command == "projector":
-        from services.status import write_side
-
         write_side.run(settings)
         return 0
-    from services.status import write_side
-
     metrics = write_side.metrics_dir() if command == "serve" else None  # before any metric
     from services.status.app import create_app
 
@@ -50,20 +48,26 @@ def main(argv: list[str]) -> int:
     # finish and exit 0, even when more signals arrive at the end.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+    config = uvicorn.Config(
+        create_app(settings, "split" if command == "serve" else "api"),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=int(settings.drain_seconds),
+    )
     try:
-        uvicorn.run(
-            create_app(settings, "split" if command == "serve" else "api"),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            loop="uvloop",
-            http="httptools",
-            timeout_graceful_shutdown=int(settings.drain_seconds),
-        )
+        _Server(config).run()
     finally:
-        if metrics is not None:
-            write_side.remove_metrics_dir(metrics)
+        write_side.remove_metrics_dir(metrics)
     return 0
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        write_side.begin_stop()  # drains beside the HTTP server, not after it
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ replaced, like any replica.
 
 The parent (`WriteSide`) starts the child, starts it again if it dies (with a growing
 pause, logged), and on shutdown sends it SIGTERM and waits for it to drain. The child
-(`run`) drains on SIGTERM/SIGINT, and also when its parent goes away, however it went
-(`prctl(PR_SET_PDEATHSIG)` on Linux, and a check of its parent every second everywhere),
-so no write side outlives its service.
+(`run`) drains on SIGTERM/SIGINT. It does not outlive its parent: when the parent is
+killed, the kernel kills the child too (`prctl(PR_SET_PDEATHSIG, SIGKILL)` on Linux: a
+killed service leaves nothing running, and what its write side held goes back to the
+queues like any killed consumer's), and elsewhere the child drains once it sees it has
+been re-parented (it looks every second).
 
 Both halves count into one `/metrics` through prometheus-client's multiprocess mode: the
 parent sets `PROMETHEUS_MULTIPROC_DIR` (a fresh directory) before any metric exists and the
@@ -31,6 +33,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,15 +46,19 @@ log = logging.getLogger("hybridq.status.write_side")
 PARENT_ENV = "HYBRIDQ_STATUS_PARENT"
 """Set in the child's environment: the pid of the process whose death ends the child."""
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_PREFIX = "hybridq-status-metrics-"
 RESTART_PAUSES = (1.0, 2.0, 5.0, 10.0, 30.0)
+HEALTHY_SECONDS = 60.0
+"""A child that ran this long before it exited starts the pauses from the first again."""
 PR_SET_PDEATHSIG = 1
 
 
-def metrics_dir() -> Path:
+def metrics_dir() -> Path | None:
     """Give this process and its children one metrics directory (before any metric is made).
 
-    An operator's own `PROMETHEUS_MULTIPROC_DIR` is used (and its old files removed, as
-    prometheus-client asks); otherwise a fresh temporary directory, removed at exit.
+    An operator's own `PROMETHEUS_MULTIPROC_DIR` is used (its old files removed, as
+    prometheus-client asks) and kept; otherwise a fresh temporary directory, returned to be
+    removed at exit.
     """
     given = os.environ.get(METRICS_ENV)
     if given:
@@ -59,14 +66,33 @@ def metrics_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True)
         for old in path.glob("*.db"):
             old.unlink(missing_ok=True)
-        return path
-    path = Path(tempfile.mkdtemp(prefix="hybridq-status-metrics-"))
+        return None
+    _remove_orphaned_dirs()
+    path = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-"))
     os.environ[METRICS_ENV] = str(path)
     return path
 
 
-def remove_metrics_dir(path: Path) -> None:
-    if not os.environ.get("HYBRIDQ_KEEP_METRICS_DIR"):
+def _remove_orphaned_dirs() -> None:
+    """The directories of status services killed before they could remove their own."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
+        owner = path.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_metrics_dir(path: Path | None) -> None:
+    if path is not None:
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -76,23 +102,27 @@ class WriteSide:
     def __init__(self, drain_seconds: float) -> None:
         self.drain_seconds = drain_seconds
         self.process: asyncio.subprocess.Process | None = None
-        self.restarts = 0
+        self._started = 0.0
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
 
     async def start(self) -> None:
         await self._spawn()
         self._watch = asyncio.create_task(self._keep_running(), name="write-side")
+        _RUNNING.append(self)
+
+    def begin_stop(self) -> None:
+        """No more restarts, and SIGTERM to the child now (safe in a signal handler)."""
+        self._stopping = True
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
 
     async def _spawn(self) -> None:
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.status", "projector", env=env
         )
+        self._started = time.monotonic()
         log.info("write side started", extra={"pid": self.process.pid})
 
     async def _keep_running(self) -> None:
@@ -106,6 +136,8 @@ class WriteSide:
             if self._stopping:
                 return
             _forget(self.process.pid)
+            if time.monotonic() - self._started > HEALTHY_SECONDS:
+                pauses = iter(RESTART_PAUSES)
             pause = next(pauses, pause)
             log.error(
                 "write side exited with %s; starting it again in %.0f s",
@@ -114,23 +146,36 @@ class WriteSide:
                 extra={"pid": self.process.pid},
             )
             await asyncio.sleep(pause)
-            self.restarts += 1
             WRITE_SIDE_RESTARTS.inc()  # imported late: after metrics_dir() (see the top)
             await self._spawn()
 
     async def stop(self) -> None:
-        """SIGTERM, then wait for the drain (the child exits within its own drain time)."""
-        self._stopping = True
+        """No more restarts; SIGTERM, then wait for the drain (the child exits within its
+        own drain time; past that, and a margin, it is killed)."""
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        self.begin_stop()
+        await cancel_and_wait([self._watch])
         process = self.process
         if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), self.drain_seconds + 5)
             except TimeoutError:
                 log.error("write side did not drain in time; killing it")
                 process.kill()
                 await process.wait()
-        await cancel_and_wait([self._watch])
+
+
+_RUNNING: list[WriteSide] = []
+"""The write side this process runs (one at most), for `begin_stop`."""
+
+
+def begin_stop() -> None:
+    """The service got SIGTERM/SIGINT: the write side starts draining at once, beside the
+    HTTP server's own drain, not after it (uvicorn shuts the application down only once
+    its connections are closed, which may take the whole drain time)."""
+    for side in _RUNNING:
+        side.begin_stop()
 
 
 @asynccontextmanager
@@ -152,14 +197,14 @@ def _forget(pid: int) -> None:
 
 
 def _die_with_parent() -> int | None:
-    """Have the kernel send SIGTERM when the parent dies (Linux); the parent's pid."""
+    """Have the kernel kill this process when its parent dies (Linux); the parent's pid."""
     parent = os.environ.get(PARENT_ENV)
     if not parent:
         return None
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     return int(parent)
 
 
