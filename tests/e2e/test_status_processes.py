@@ -104,8 +104,17 @@ async def test_a_killed_write_side_is_started_again_and_projects(
     await wait_for(stack.api, job_id, {"succeeded"})
 
 
-async def test_the_write_side_drains_and_exits_with_the_service(stack: Stack) -> None:
-    child = write_side(stack)
+async def projecting(stack: Stack, amqp_url: str) -> int:
+    """The write side's pid, once it has projected a job (started, not just spawned)."""
+    [job_id] = await submit(amqp_url, job())
+    await wait_for(stack.api, job_id, {"succeeded"})
+    return write_side(stack)
+
+
+async def test_the_write_side_drains_and_exits_with_the_service(
+    stack: Stack, stack_env: dict[str, str]
+) -> None:
+    child = await projecting(stack, stack_env["AMQP_URL"])
     codes = stack.stop("status")
     assert codes == {"status": 0}
     assert gone(child)
@@ -113,8 +122,10 @@ async def test_the_write_side_drains_and_exits_with_the_service(stack: Stack) ->
     stack.wait_ready()
 
 
-async def test_the_write_side_does_not_outlive_a_killed_service(stack: Stack) -> None:
-    child = write_side(stack)
+async def test_the_write_side_does_not_outlive_a_killed_service(
+    stack: Stack, stack_env: dict[str, str]
+) -> None:
+    child = await projecting(stack, stack_env["AMQP_URL"])
     stack.kill("status")
     await until(lambda: gone(child), 10, "the orphaned write side gone")
     stack.replace("status")
