@@ -44,6 +44,7 @@ from shared.tasks import cancel_and_wait
 log = logging.getLogger("hybridq.status.http")
 RELAY_EVERY_SECONDS = 5.0
 WARM_CONNECTIONS = 6
+WARM_SECONDS = 5.0
 
 
 Role = Literal["all", "api", "split"]
@@ -166,8 +167,8 @@ async def _warm(engine: AsyncEngine, n: int) -> None:
     not to start (reads answer 503 until it is back)."""
 
     try:
-        async with AsyncExitStack() as held:  # all at once: each connect makes a new one
-            for _ in range(n):
+        async with asyncio.timeout(WARM_SECONDS), AsyncExitStack() as held:
+            for _ in range(n):  # held together: each connect makes a new one
                 conn = await held.enter_async_context(engine.connect())
                 await conn.execute(text("SELECT 1"))
     except Exception:

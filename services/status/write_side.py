@@ -34,7 +34,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -48,6 +48,7 @@ PARENT_ENV = "HYBRIDQ_STATUS_PARENT"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PREFIX = "hybridq-status-metrics-"
 RESTART_PAUSES = (1.0, 2.0, 5.0, 10.0, 30.0)
+PROJECTOR = (sys.executable, "-m", "services.status", "projector")
 HEALTHY_SECONDS = 60.0
 """A child that ran this long before it exited starts the pauses from the first again."""
 PR_SET_PDEATHSIG = 1
@@ -99,11 +100,13 @@ def remove_metrics_dir(path: Path | None) -> None:
 class WriteSide:
     """The child process running the write side, kept running while the service runs."""
 
-    def __init__(self, drain_seconds: float) -> None:
+    def __init__(self, drain_seconds: float, command: Sequence[str] = PROJECTOR) -> None:
         self.drain_seconds = drain_seconds
+        self.command = list(command)
         self.process: asyncio.subprocess.Process | None = None
         self._started = 0.0
         self._stopping = False
+        self._deadline: float | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -112,54 +115,71 @@ class WriteSide:
         _RUNNING.append(self)
 
     def begin_stop(self) -> None:
-        """No more restarts, and SIGTERM to the child now (safe in a signal handler)."""
+        """No more restarts, SIGTERM to the child now, and the drain's deadline set from
+        now (safe in a signal handler: flags, the clock, one kill)."""
         self._stopping = True
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.drain_seconds
+        self._terminate()
+
+    def _terminate(self) -> None:
         if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
 
     async def _spawn(self) -> None:
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.status", "projector", env=env
-        )
+        self.process = await asyncio.create_subprocess_exec(*self.command, env=env)
         self._started = time.monotonic()
         log.info("write side started", extra={"pid": self.process.pid})
+        if self._stopping:  # the stop began while it was being started
+            self._terminate()
 
     async def _keep_running(self) -> None:
         from shared.metrics import WRITE_SIDE_RESTARTS
 
         pauses = iter(RESTART_PAUSES)
         pause = RESTART_PAUSES[0]
-        while True:
-            assert self.process is not None
-            code = await self.process.wait()
-            if self._stopping:
-                return
-            _forget(self.process.pid)
-            if time.monotonic() - self._started > HEALTHY_SECONDS:
-                pauses = iter(RESTART_PAUSES)
-            pause = next(pauses, pause)
-            log.error(
-                "write side exited with %s; starting it again in %.0f s",
-                code,
-                pause,
-                extra={"pid": self.process.pid},
-            )
-            await asyncio.sleep(pause)
-            WRITE_SIDE_RESTARTS.inc()  # imported late: after metrics_dir() (see the top)
-            await self._spawn()
+        while not self._stopping:
+            if self.process is not None:
+                code = await self.process.wait()
+                if self._stopping:
+                    return
+                _forget(self.process.pid)
+                if time.monotonic() - self._started > HEALTHY_SECONDS:
+                    pauses = iter(RESTART_PAUSES)
+                pause = next(pauses, pause)
+                log.error(
+                    "write side exited with %s; starting it again in %.0f s",
+                    code,
+                    pause,
+                    extra={"pid": self.process.pid},
+                )
+                self.process = None
+                await asyncio.sleep(pause)
+                if self._stopping:
+                    return
+                WRITE_SIDE_RESTARTS.inc()  # imported late: after metrics_dir() (see the top)
+            try:
+                await self._spawn()
+            except OSError:  # no process to be had (fork refused): try again later
+                pause = next(pauses, pause)
+                log.exception("could not start the write side; trying again in %.0f s", pause)
+                await asyncio.sleep(pause)
 
     async def stop(self) -> None:
-        """No more restarts; SIGTERM, then wait for the drain (the child exits within its
-        own drain time; past that, and a margin, it is killed)."""
+        """No more restarts; SIGTERM, then wait for the drain until `drain_seconds` after
+        the stop began (`begin_stop`, at the signal); past that the child is killed, so the
+        service exits within its drain time whatever the child does."""
         if self in _RUNNING:
             _RUNNING.remove(self)
         self.begin_stop()
         await cancel_and_wait([self._watch])
         process = self.process
         if process is not None and process.returncode is None:
+            assert self._deadline is not None
             try:
-                await asyncio.wait_for(process.wait(), self.drain_seconds + 5)
+                await asyncio.wait_for(process.wait(), max(0.0, self._deadline - time.monotonic()))
             except TimeoutError:
                 log.error("write side did not drain in time; killing it")
                 process.kill()
