@@ -7,8 +7,10 @@ for deployments that scale them apart; `migrate` upgrades the database and exits
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 
 # Until the service installs its own drain handler, SIGTERM means: exit 0 (nothing held).
@@ -42,12 +44,6 @@ def main(argv: list[str]) -> int:
     metrics = write_side.metrics_dir() if command == "serve" else None  # before any metric
     from services.status.app import create_app
 
-    # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found at start-up and
-    # re-raises the signal through them. SIG_IGN there (not a Python no-op, which CPython
-    # resets to the default action while the interpreter shuts down) lets the process
-    # finish and exit 0, even when more signals arrive at the end.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
     config = uvicorn.Config(
         create_app(settings, "split" if command == "serve" else "api"),
         host=settings.http_host,
@@ -65,6 +61,18 @@ def main(argv: list[str]) -> int:
 
 
 class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and
+        re-raises the signal through them. SIG_IGN there (not a Python no-op, which CPython
+        resets to the default action while the interpreter shuts down) lets the process
+        finish and exit 0, even when more signals arrive at the end. Set just before
+        uvicorn takes the signals, so none is ignored while the app is being built."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        with super().capture_signals():
+            yield
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         write_side.begin_stop()  # drains beside the HTTP server, not after it
         super().handle_exit(sig, frame)
