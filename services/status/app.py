@@ -60,12 +60,23 @@ def create_app(settings: StatusSettings | None = None, role: Role = "all") -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rules = load_rules(settings.routing_rules)  # a bad rules file stops start-up first
-        engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
+        # writes (submitting groups and schedules, cancel, redrive) and, in one process,
+        # the write side's consumers and background tasks; connections per process are
+        # bounded so that replicas stay well inside Postgres's max_connections
+        engine = create_async_engine(
+            settings.database_url,
+            pool_pre_ping=True,
+            pool_size=10 if role == "all" else 3,
+            max_overflow=10 if role == "all" else 5,
+        )
         # the reads' own pool: autocommit (a read is one statement: no BEGIN, no ROLLBACK)
         # and no ping before each use (queries.rows tries a read again on a new connection
         # when the pooled one was dropped)
         reads = create_async_engine(
-            settings.database_url, pool_size=10, isolation_level="AUTOCOMMIT"
+            settings.database_url,
+            pool_size=WARM_CONNECTIONS,
+            max_overflow=WARM_CONNECTIONS,
+            isolation_level="AUTOCOMMIT",
         )
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
@@ -128,7 +139,7 @@ async def projecting(
     # the projection's own pool, without the pre-ping round trip per transaction: a
     # connection lost with the database fails its batch, which is held and retried
     # (db_errors.db_retrying) on a new connection
-    projection_engine = create_async_engine(settings.database_url, pool_size=2)
+    projection_engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=2)
     projector = Projector(
         projection_engine,
         settings.batch_size,

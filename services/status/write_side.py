@@ -253,7 +253,9 @@ async def serve(settings: StatusSettings) -> None:
     watch = asyncio.create_task(_parent_gone(parent, stop)) if parent else None
     if parent is not None and os.getppid() != parent:
         stop.set()  # the parent died before the death signal was armed
-    engine = create_async_engine(settings.database_url, pool_pre_ping=True, pool_size=5)
+    engine = create_async_engine(
+        settings.database_url, pool_pre_ping=True, pool_size=8, max_overflow=8
+    )
     broker = make_broker(settings.amqp_url, settings.batch_size)
     try:
         async with projecting(settings, engine, broker, Bus(broker)):
