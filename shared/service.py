@@ -81,9 +81,15 @@ def run(app: FastStream) -> None:
 
     async def serve() -> None:
         await app.run()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_late_signals()
 
     asyncio.run(serve())
+
+
+def ignore_late_signals() -> None:
+    """Drained: SIGTERM/SIGINT from now on are ignored, so a late one cannot turn the exit 0
+    into a kill (called on the event loop, in place of its signal handlers; see `run`)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)

@@ -84,11 +84,11 @@ def _remove_orphaned_dirs() -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, someone else's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
@@ -244,6 +244,7 @@ async def serve(settings: StatusSettings) -> None:
 
     from services.status.app import projecting
     from shared.bus import Bus, make_broker
+    from shared.service import ignore_late_signals
 
     parent = _die_with_parent()
     stop = asyncio.Event()
@@ -263,9 +264,7 @@ async def serve(settings: StatusSettings) -> None:
     finally:
         await cancel_and_wait([watch])
         await engine.dispose()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, signal.SIG_IGN)  # drained: a late signal must not kill exit 0
+        ignore_late_signals()
 
 
 def run(settings: StatusSettings) -> None:

@@ -22,8 +22,8 @@ class Resources:
     settings: StatusSettings
     engine: AsyncEngine
     reads: AsyncEngine
-    """`engine` for single-statement reads: autocommit, so a read is one round trip (after
-    the pool's ping), without BEGIN and ROLLBACK around it."""
+    """The pool for single-statement reads: autocommit and no ping before use, so a read is
+    one round trip (`queries.rows` runs it again if its pooled connection was dropped)."""
     broker: RabbitBroker
     bus: Bus
     rules: Rules
