@@ -58,6 +58,12 @@ class _State:
     first_next: str | None = None
     walk: str | None = None
     rng: random.Random = field(default_factory=random.Random)
+    began: float = field(default_factory=time.perf_counter)
+    timeline: list[tuple[float, str, float, float | None, float | None]] = field(
+        default_factory=list
+    )
+    """Each answer: (s after the probe began, endpoint, client ms, service ms, database ms),
+    to tell whether slow answers come together (a stall) or apart."""
 
     def target(self, endpoint: str) -> tuple[str, str]:
         """(endpoint counted, path) for a request due on `endpoint`."""
@@ -90,6 +96,18 @@ class _State:
             self.walk = body.get("next_cursor")  # None at the end: start over
 
 
+def server_timing(header: str) -> dict[str, float]:
+    """`app;dur=12.3, db;dur=4.5` -> {"app": 12.3, "db": 4.5} (what can be read of it)."""
+    found: dict[str, float] = {}
+    for part in header.split(","):
+        name, _, rest = part.strip().partition(";dur=")
+        try:
+            found[name] = float(rest)
+        except ValueError:
+            continue
+    return found
+
+
 async def _one(http: httpx.AsyncClient, state: _State, due: str) -> None:
     endpoint, path = state.target(due)
     started = time.perf_counter()
@@ -101,9 +119,18 @@ async def _one(http: httpx.AsyncClient, state: _State, due: str) -> None:
         state.errors[endpoint] += 1
         return
     state.ms[endpoint].append(ms)
-    timing = response.headers.get("server-timing", "")
-    if timing.startswith("app;dur="):  # the part spent in the status service
-        state.server_ms[endpoint].append(float(timing.removeprefix("app;dur=")))
+    timing = server_timing(response.headers.get("server-timing", ""))
+    if "app" in timing:  # the part spent in the status service
+        state.server_ms[endpoint].append(timing["app"])
+    state.timeline.append(
+        (
+            round(started - state.began, 4),
+            endpoint,
+            round(ms, 2),
+            timing.get("app"),
+            timing.get("db"),
+        )
+    )
     if response.status_code != 200:
         state.errors[endpoint] += 1
         return
@@ -141,6 +168,7 @@ async def probe(plan: Plan, stop: asyncio.Event) -> dict[str, Any]:
         "ids": "seeded" if plan.ids else "succeeded jobs of the run",
         "ms": state.ms,
         "server_ms": state.server_ms,
+        "timeline": state.timeline,
         "errors": state.errors,
     }
 

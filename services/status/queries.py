@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -42,7 +44,40 @@ VIEW_FIELDS = (
 )
 
 
+class DatabaseTime:
+    """The time one HTTP request spends in `rows` (for its Server-Timing header)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @classmethod
+    def start(cls) -> DatabaseTime:
+        """A new account for the current request (a task's context, which the tasks it
+        starts copy, so their reads are counted too)."""
+        account = cls()
+        _database_time.set(account)
+        return account
+
+
+_database_time: ContextVar[DatabaseTime | None] = ContextVar("database_time", default=None)
+
+
 async def rows(engine: AsyncEngine, query: Executable) -> Sequence[Any]:
+    """The rows of one read statement (see `_rows`), its time counted in the request's
+    `DatabaseTime` when there is one."""
+    account = _database_time.get()
+    if account is None:
+        return await _rows(engine, query)
+    started = time.perf_counter()
+    try:
+        return await _rows(engine, query)
+    finally:
+        account.seconds += time.perf_counter() - started
+
+
+async def _rows(engine: AsyncEngine, query: Executable) -> Sequence[Any]:
     """The rows of one read statement.
 
     The API's read pool does not ping each connection before use (a round trip per

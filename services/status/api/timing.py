@@ -3,6 +3,10 @@
 A plain ASGI middleware (Starlette's `@app.middleware("http")` runs every request through
 an extra task and memory streams). The time is taken when the response starts, so a
 stream (`/jobs/{id}/stream`) counts its time to the first byte, not its whole life.
+
+Server-Timing has two parts: `app` (the whole time in this service) and `db` (the part of
+it spent in the database reads: waiting for a pooled connection, the statement, its
+rows), so a slow answer says whether the database or this process was waiting.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import time
 
 from services.status.api.limits import ASGIApp, Message, Receive, Scope, Send
+from services.status.queries import DatabaseTime
 from shared.metrics import API_LATENCY
 
 
@@ -22,6 +27,7 @@ class Timing:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        database = DatabaseTime.start()
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -30,7 +36,8 @@ class Timing:
                 API_LATENCY.labels(scope["method"], route, str(message["status"])).observe(seconds)
                 # the time spent in this service, apart from the network and the client
                 headers = list(message.get("headers", []))
-                headers.append((b"server-timing", f"app;dur={seconds * 1000:.1f}".encode()))
+                timing = f"app;dur={seconds * 1000:.1f}, db;dur={database.seconds * 1000:.1f}"
+                headers.append((b"server-timing", timing.encode()))
                 message["headers"] = headers
             await send(message)
 
