@@ -8,12 +8,18 @@ the database or the broker -> held (bounded), then handed back with nack + reque
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
@@ -56,10 +62,94 @@ class Taken:
         return cls(msg.body, user_id_of(msg), msg.ack, lambda: msg.nack(requeue=True))
 
     @classmethod
-    def raw(cls, message: AbstractIncomingMessage) -> Taken:
-        """An aio-pika delivery (`EventConsumer`)."""
+    def raw(cls, message: AbstractIncomingMessage, acks: Acks) -> Taken:
+        """An aio-pika delivery (`EventConsumer`), acknowledged through `acks`."""
         user = message.user_id if isinstance(message.user_id, str) else None
-        return cls(message.body, user, message.ack, lambda: message.nack(requeue=True))
+        return cls(message.body, user, lambda: acks.ack(message), lambda: acks.hand_back(message))
+
+
+class Acks:
+    """The acknowledgements of one consumer's channel, sent several at a time.
+
+    The projection settles a whole batch of deliveries at once; acking each on its own
+    was one frame per event in and out of this process and one more for the broker to
+    read (four per job). A delivery that is settled is marked; at the end of that
+    event-loop turn the longest run of settled deliveries from the oldest unsettled one
+    goes as one `basic.ack` with `multiple`, and settled deliveries behind an unsettled one
+    (still held, say) are acked one by one, so no ack waits for another delivery. A hand
+    back (nack + requeue) is sent at once, for that delivery alone. Deliveries of an
+    earlier channel (before a reconnection) are forgotten: the broker has put them back.
+    """
+
+    def __init__(self) -> None:
+        self._channel: object | None = None
+        self._open: dict[int, AbstractIncomingMessage] = {}  # by delivery tag, in order
+        self._settled: set[int] = set()
+        self._flush: asyncio.Task[None] | None = None
+        self._due = False
+
+    def received(self, message: AbstractIncomingMessage) -> None:
+        if message.channel is not self._channel:
+            self._channel = message.channel
+            self._open.clear()
+            self._settled.clear()
+        if message.delivery_tag is not None:
+            self._open[message.delivery_tag] = message
+
+    async def ack(self, message: AbstractIncomingMessage) -> None:
+        tag = message.delivery_tag
+        if tag is None or self._open.get(tag) is not message:
+            await message.ack()  # not one this account holds (an earlier channel's)
+            return
+        self._settled.add(tag)
+        if not self._due:
+            self._due = True
+            asyncio.get_running_loop().call_soon(self._send_soon)
+
+    async def hand_back(self, message: AbstractIncomingMessage) -> None:
+        if message.delivery_tag is not None and self._open.get(message.delivery_tag) is message:
+            del self._open[message.delivery_tag]
+        await message.nack(requeue=True)
+
+    def _send_soon(self) -> None:
+        self._due = False
+        previous = self._flush
+        self._flush = asyncio.create_task(self._send(previous), name="event acks")
+
+    def _take(self) -> list[tuple[AbstractIncomingMessage, bool]]:
+        """What to send now: (delivery, multiple), in delivery order."""
+        run: AbstractIncomingMessage | None = None
+        for tag, message in self._open.items():
+            if tag not in self._settled:
+                break
+            run = message
+        out: list[tuple[AbstractIncomingMessage, bool]] = []
+        if run is not None and run.delivery_tag is not None:
+            for tag in [t for t in self._open if t <= run.delivery_tag]:
+                del self._open[tag]
+                self._settled.discard(tag)
+            out.append((run, True))
+        for tag in sorted(self._settled):  # behind a delivery still unsettled
+            out.append((self._open.pop(tag), False))
+        self._settled.clear()
+        return out
+
+    async def _send(self, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():  # in order after the turn before
+            await asyncio.wait([previous])
+        for message, multiple in self._take():
+            try:
+                await message.ack(multiple=multiple)
+            except Exception:  # channel gone: the broker redelivers; projection is idempotent
+                log.warning("event acks not sent; the broker will redeliver", exc_info=True)
+                return
+
+    async def sent(self) -> None:
+        """Wait for the acks already due (before the channel closes)."""
+        if self._due:
+            self._send_soon()
+        if self._flush is not None:
+            await asyncio.wait([self._flush])
 
 
 async def dead_letter_and_ack(
@@ -107,9 +197,9 @@ async def handle_event(taken: Taken, bus: Bus, projector: Projector) -> None:
 
 
 class EventConsumer:
-    """The service's consumer of `jobs.status.events`: aio-pika directly, on the broker's
-    own channel (its prefetch is the projection's batch size), every delivery through
-    `handle_event`.
+    """The service's consumer of `jobs.status.events`: aio-pika directly, on a channel of its
+    own whose prefetch is the projection's batch size, every delivery through
+    `handle_event`, acknowledged through `Acks`.
 
     FastStream's per-delivery machinery (context, middlewares, logging scope) was the
     largest part of the status service's CPU once the projection batched (a sixth of it in
@@ -124,24 +214,36 @@ class EventConsumer:
         bus: Bus,
         projector: Projector,
         kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+        prefetch: int = 200,
     ) -> None:
         self.broker = broker
         self.bus = bus
         self.projector = projector
         self.queue_name = topology.for_kind(topology.STATUS_EVENTS, kind).name
+        self.prefetch = prefetch
+        self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
+        self.acks = Acks()
 
     async def start(self) -> None:
-        """Consume; call after the broker is connected and the topology declared."""
-        channel = self.broker._channel
-        if not isinstance(channel, AbstractChannel):
+        """Consume; call after the broker is connected and the topology declared.
+
+        On a channel of its own: delivery tags count per channel, and `Acks` acks several
+        at a time (`multiple`), which on the broker's shared channel would also settle
+        the other subscribers' deliveries. The channel is robust, like the connection:
+        after a reconnection aio-pika opens it again with its prefetch and consumer."""
+        connection = self.broker._connection
+        if not isinstance(connection, AbstractRobustConnection):
             raise RuntimeError("EventConsumer needs a connected broker")
+        self._channel = channel = await connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self.prefetch)
         self._queue = await channel.declare_queue(self.queue_name, passive=True)
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        await handle_event(Taken.raw(message), self.bus, self.projector)
+        self.acks.received(message)
+        await handle_event(Taken.raw(message, self.acks), self.bus, self.projector)
 
     async def stop(self) -> None:
         """Stop taking deliveries (those in hand are settled or, unacked, handed back by the
@@ -149,6 +251,10 @@ class EventConsumer:
         queue, tag, self._tag = self._queue, self._tag, None
         if queue is not None and tag is not None and not queue.channel.is_closed:
             await queue.cancel(tag)
+        await self.acks.sent()
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            await channel.close()  # what is still unacked goes back to the queue
 
 
 def subscribe(
@@ -162,7 +268,7 @@ def subscribe(
     """Subscribe the dead-letter consumer; returns the events consumer, to start once the
     broker is connected (`EventConsumer.start`)."""
     subscribe_dead_letters(broker, engine, hold_seconds, kind)
-    return EventConsumer(broker, bus, projector, kind)
+    return EventConsumer(broker, bus, projector, kind, projector.batch_size)
 
 
 def subscribe_events(
