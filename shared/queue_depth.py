@@ -3,12 +3,18 @@
 The management API's statistics are sampled every few seconds; a passive `queue.declare`
 answers with the exact ready count now. A background task refreshes the readings so the
 value a caller sees is never older than `max_age` seconds, with no round trip per message.
+
+With `idle_after`, the readings are refreshed only while someone asks for them
+(`current`): a status API nobody reads sends the broker nothing (it was one passive
+declare per queue four times a second, for ever). The first ask after a quiet spell
+refreshes before it answers, bounded by `max_age` (the broker away: the last readings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import aiormq
@@ -27,27 +33,56 @@ class Depth:
 
 
 class QueueDepths:
-    def __init__(self, amqp_url: str, queues: list[str], max_age: float = 0.5) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        queues: list[str],
+        max_age: float = 0.5,
+        idle_after: float | None = None,
+    ) -> None:
         self.amqp_url = amqp_url
         self.queues = queues
         self.max_age = max_age
+        self.idle_after = idle_after
         self.readings: dict[str, Depth] = {}
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._task: asyncio.Task[None] | None = None
+        self._asked = time.monotonic()
+        self._refreshed = 0.0  # when the readings' refresh began
+        self._wanted = asyncio.Event()
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._connection = await connect(self.amqp_url)
         await self.refresh()
         self._task = asyncio.create_task(self._loop(), name="queue-depths")
 
+    async def current(self) -> dict[str, Depth]:
+        """The readings, at most `max_age` old while the broker answers (with
+        `idle_after`: the ask keeps them refreshed, and refreshes them first after a quiet
+        spell)."""
+        self._asked = time.monotonic()
+        self._wanted.set()
+        if time.monotonic() - self._refreshed > self.max_age:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self.refresh(), name="queue-depths-now")
+            try:  # shielded: a caller that gives up does not cancel others' refresh
+                await asyncio.wait_for(asyncio.shield(self._refreshing), self.max_age)
+            except Exception:  # the broker slow or away: the last readings
+                log.debug("queue depths not refreshed in time", exc_info=True)
+        return self.readings
+
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        refreshing = self._refreshing
+        running = refreshing if refreshing is not None and not refreshing.done() else None
+        await cancel_and_wait([self._task, running])
         if self._connection:
             await self._connection.close()
 
     async def refresh(self) -> None:
         assert self._connection is not None
+        began = time.monotonic()
         for name in self.queues:
             if self._channel is None or self._channel.is_closed:
                 self._channel = await self._connection.channel()
@@ -60,9 +95,13 @@ class QueueDepths:
                 self._channel = None  # the queue does not exist (yet)
                 continue
             self.readings[name] = Depth(result.message_count or 0, result.consumer_count or 0)
+        self._refreshed = began
 
     async def _loop(self) -> None:
         while True:
+            if self.idle_after is not None and time.monotonic() - self._asked > self.idle_after:
+                self._wanted.clear()  # nobody asks: no round trips until someone does
+                await self._wanted.wait()
             await asyncio.sleep(self.max_age / 2)
             try:
                 await self.refresh()

@@ -45,6 +45,9 @@ log = logging.getLogger("hybridq.status.http")
 RELAY_EVERY_SECONDS = 5.0
 WARM_CONNECTIONS = 6
 WARM_SECONDS = 5.0
+DEPTHS_IDLE_AFTER_SECONDS = 30.0
+"""/stats's queue depths are kept fresh while it is read, and not read from the broker
+after this long without a /stats request (shared/queue_depth.py)."""
 
 
 Role = Literal["all", "api", "split"]
@@ -81,7 +84,10 @@ def create_app(settings: StatusSettings | None = None, role: Role = "all") -> Fa
         broker = make_broker(settings.amqp_url, settings.batch_size)
         bus = Bus(broker)
         depths = QueueDepths(
-            settings.amqp_url, system.QUEUES_SHOWN, settings.stats_max_age_seconds / 2
+            settings.amqp_url,
+            system.QUEUES_SHOWN,
+            settings.stats_max_age_seconds / 2,
+            idle_after=DEPTHS_IDLE_AFTER_SECONDS,
         )
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)

@@ -62,7 +62,7 @@ async def stats(res: Res) -> dict[str, Any]:
     by_status, by_site = await queries.counts(res.reads)
     queues = {
         name: {"ready": d.ready, "unacked": None, "consumers": d.consumers}
-        for name, d in res.depths.readings.items()
+        for name, d in (await res.depths.current()).items()
     }
     body = {"by_status": by_status, "by_site": by_site, "queues": queues}
     for status, n in by_status.items():
