@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.status import ingest, saga
@@ -81,7 +82,7 @@ class PgUnitOfWork:
         )
 
     async def views(self, ids: Sequence[UUID]) -> dict[UUID, StoredView]:
-        rows = await self.conn.execute(select(jobs).where(jobs.c.job_id.in_(ids)))
+        rows = await self.conn.execute(select(jobs).where(one_of(jobs.c.job_id, ids)))
         return {r.job_id: _stored(r) for r in rows}
 
     async def insert_events(self, events: Sequence[AnyEvent]) -> set[UUID]:
@@ -106,7 +107,7 @@ class PgUnitOfWork:
     async def histories(self, ids: Sequence[UUID]) -> dict[UUID, list[AnyEvent]]:
         history: dict[UUID, list[AnyEvent]] = defaultdict(list)
         query = select(job_events.c.job_id, job_events.c.payload).where(
-            job_events.c.job_id.in_(ids)
+            one_of(job_events.c.job_id, ids)
         )
         for job_id, payload in await self.conn.execute(query):
             history[job_id].append(parse_event(payload))
@@ -132,7 +133,7 @@ class PgUnitOfWork:
         members = set(
             await self.conn.scalars(
                 select(group_members.c.job_id).where(
-                    group_members.c.job_id.in_([job_id for job_id, _ in endings]),
+                    one_of(group_members.c.job_id, [job_id for job_id, _ in endings]),
                     group_members.c.outcome.is_(None),
                 )
             )
@@ -141,6 +142,14 @@ class PgUnitOfWork:
             if job_id in members:
                 due = await saga.member_ended(self.conn, job_id, status, None)
                 self.compensations += len(due)
+
+
+def one_of(column: ColumnElement[UUID], ids: Sequence[UUID]) -> ColumnElement[bool]:
+    """`column = ANY($1)` with the ids as one uuid[] parameter: the same statement text for
+    every batch size, so it is prepared once per connection. An `IN` list is a different
+    statement for each number of ids, each prepared anew (a round trip and a parse and
+    plan in Postgres) once more sizes than asyncpg's statement cache holds have come."""
+    return column == any_(bindparam(None, list(ids), type_=ARRAY(PG_UUID(as_uuid=True))))
 
 
 def unit_of_work(engine: AsyncEngine) -> ingest.UnitOfWorkFactory:

@@ -186,3 +186,28 @@ async def test_a_malformed_copy_never_changes_an_accepted_job(engine: AsyncEngin
     await apply_events(engine, lifecycle(late_accepted)[:2])
     views = [await queries.get_job(engine, j) for j in (running, late_accepted)]
     assert [v["status"] for v in views if v] == ["running", "queued"]
+
+
+async def test_batches_of_any_size_read_views_with_one_prepared_statement(
+    engine: AsyncEngine,
+) -> None:
+    """A batch's views are read with `job_id = ANY($1)`: one statement, prepared once per
+    connection, whatever the batch size (an IN list was a new statement per size)."""
+    from sqlalchemy import text
+
+    from services.status.store import PgUnitOfWork
+
+    ids = [uuid.uuid4() for _ in range(120)]
+    await apply_events(engine, [lifecycle(job_id)[0] for job_id in ids[:3]])
+    async with engine.connect() as conn:
+        uow = PgUnitOfWork(conn)
+        for size in range(1, len(ids) + 1):
+            found = await uow.views(ids[:size])
+            assert set(found) == set(ids[: min(size, 3)])
+        prepared = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_prepared_statements "
+                "WHERE statement LIKE 'SELECT jobs.job_id%FROM jobs%'"
+            )
+        )
+    assert prepared == 1
