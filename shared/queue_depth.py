@@ -64,21 +64,27 @@ class QueueDepths:
         spell)."""
         self._asked = time.monotonic()
         self._wanted.set()
-        if time.monotonic() - self._refreshed > self.max_age:
-            if self._refreshing is None or self._refreshing.done():
-                self._refreshing = asyncio.create_task(self.refresh(), name="queue-depths-now")
+        if self._task is not None and time.monotonic() - self._refreshed > self.max_age:
             try:  # shielded: a caller that gives up does not cancel others' refresh
-                await asyncio.wait_for(asyncio.shield(self._refreshing), self.max_age)
+                await asyncio.wait_for(asyncio.shield(self._refresh_once()), self.max_age)
             except Exception:  # the broker slow or away: the last readings
                 log.debug("queue depths not refreshed in time", exc_info=True)
         return self.readings
 
     async def stop(self) -> None:
+        task, self._task = self._task, None  # current() starts no refresh from now on
         refreshing = self._refreshing
         running = refreshing if refreshing is not None and not refreshing.done() else None
-        await cancel_and_wait([self._task, running])
+        await cancel_and_wait([task, running])
         if self._connection:
             await self._connection.close()
+
+    def _refresh_once(self) -> asyncio.Task[None]:
+        """The refresh under way, or a new one: never two at once (each could open the
+        channel again)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self.refresh(), name="queue-depths-refresh")
+        return self._refreshing
 
     async def refresh(self) -> None:
         assert self._connection is not None
@@ -95,7 +101,7 @@ class QueueDepths:
                 self._channel = None  # the queue does not exist (yet)
                 continue
             self.readings[name] = Depth(result.message_count or 0, result.consumer_count or 0)
-        self._refreshed = began
+        self._refreshed = max(self._refreshed, began)
 
     async def _loop(self) -> None:
         while True:
@@ -104,7 +110,7 @@ class QueueDepths:
                 await self._wanted.wait()
             await asyncio.sleep(self.max_age / 2)
             try:
-                await self.refresh()
+                await asyncio.shield(self._refresh_once())
             except Exception:  # the broker is away: the last readings stay until it is back
                 log.warning("queue depth refresh failed", exc_info=True)
                 await asyncio.sleep(1)

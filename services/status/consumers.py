@@ -9,6 +9,7 @@ the database or the broker -> held (bounded), then handed back with nack + reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import ChannelInvalidStateError
 from faststream import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
@@ -76,10 +78,16 @@ class Acks:
     read (four per job). A delivery that is settled is marked; at the end of that
     event-loop turn the longest run of settled deliveries from the oldest unsettled one
     goes as one `basic.ack` with `multiple`, and settled deliveries behind an unsettled one
-    (still held, say) are acked one by one, so no ack waits for another delivery. A hand
-    back (nack + requeue) is sent at once, for that delivery alone. Deliveries of an
-    earlier channel (before a reconnection) are forgotten: the broker has put them back.
+    (still held, say) are acked one by one, so no ack waits for another delivery.
+
+    A hand back (nack + requeue) is sent at once, for that delivery alone, and the
+    delivery counts as unsettled until its frame is written: a multiple ack queued in the
+    meantime stops short of it (it would otherwise take the event off the queue unseen).
+    Deliveries of an earlier channel (before a reconnection) are forgotten, and so are
+    its acks not yet sent: the broker has put those deliveries back.
     """
+
+    SEND_SECONDS = 5.0  # one ack frame's bound (a connection going away can stall it)
 
     def __init__(self) -> None:
         self._channel: object | None = None
@@ -88,28 +96,45 @@ class Acks:
         self._flush: asyncio.Task[None] | None = None
         self._due = False
 
-    def received(self, message: AbstractIncomingMessage) -> None:
-        if message.channel is not self._channel:
-            self._channel = message.channel
+    def received(self, message: AbstractIncomingMessage) -> bool:
+        """Account for a new delivery; False if its channel is already closed."""
+        try:
+            channel = message.channel
+        except ChannelInvalidStateError:  # closed since: the broker redelivers it
+            return False
+        if channel is not self._channel:
+            self._channel = channel
             self._open.clear()
             self._settled.clear()
+            self._flush = None  # the old channel's acks are moot; never wait behind them
         if message.delivery_tag is not None:
             self._open[message.delivery_tag] = message
+        return True
+
+    def _holds(self, message: AbstractIncomingMessage) -> bool:
+        tag = message.delivery_tag
+        return tag is not None and self._open.get(tag) is message
 
     async def ack(self, message: AbstractIncomingMessage) -> None:
-        tag = message.delivery_tag
-        if tag is None or self._open.get(tag) is not message:
-            await message.ack()  # not one this account holds (an earlier channel's)
+        if not self._holds(message):
+            await self._one(message.ack())  # not one this account holds (an earlier channel's)
             return
-        self._settled.add(tag)
+        assert message.delivery_tag is not None
+        self._settled.add(message.delivery_tag)
+        self._soon()
+
+    async def hand_back(self, message: AbstractIncomingMessage) -> None:
+        held = self._holds(message)
+        await self._one(message.nack(requeue=True))  # written before the tag is let go
+        if held and message.delivery_tag is not None:
+            self._open.pop(message.delivery_tag, None)
+            if self._settled:
+                self._soon()  # a run of settled deliveries may have waited behind it
+
+    def _soon(self) -> None:
         if not self._due:
             self._due = True
             asyncio.get_running_loop().call_soon(self._send_soon)
-
-    async def hand_back(self, message: AbstractIncomingMessage) -> None:
-        if message.delivery_tag is not None and self._open.get(message.delivery_tag) is message:
-            del self._open[message.delivery_tag]
-        await message.nack(requeue=True)
 
     def _send_soon(self) -> None:
         self._due = False
@@ -138,18 +163,24 @@ class Acks:
         if previous is not None and not previous.done():  # in order after the turn before
             await asyncio.wait([previous])
         for message, multiple in self._take():
-            try:
-                await message.ack(multiple=multiple)
-            except Exception:  # channel gone: the broker redelivers; projection is idempotent
-                log.warning("event acks not sent; the broker will redeliver", exc_info=True)
+            if not await self._one(message.ack(multiple=multiple)):
                 return
+
+    async def _one(self, frame: Awaitable[None]) -> bool:
+        try:
+            async with asyncio.timeout(self.SEND_SECONDS):
+                await frame
+        except Exception:  # channel gone: the broker redelivers; projection is idempotent
+            log.warning("event ack not sent; the broker will redeliver", exc_info=True)
+            return False
+        return True
 
     async def sent(self) -> None:
         """Wait for the acks already due (before the channel closes)."""
         if self._due:
             self._send_soon()
         if self._flush is not None:
-            await asyncio.wait([self._flush])
+            await asyncio.wait([self._flush], timeout=self.SEND_SECONDS)
 
 
 async def dead_letter_and_ack(
@@ -208,6 +239,8 @@ class EventConsumer:
     queue is re-declared passively: it is durable, declared at start-up).
     """
 
+    SETTLE_SECONDS = 10.0  # on stop: how long the deliveries in hand may take to settle
+
     def __init__(
         self,
         broker: RabbitBroker,
@@ -225,6 +258,8 @@ class EventConsumer:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self.acks = Acks()
+        self._in_hand = 0  # deliveries being handled
+        self._idle = asyncio.Event()
 
     async def start(self) -> None:
         """Consume; call after the broker is connected and the topology declared.
@@ -242,8 +277,15 @@ class EventConsumer:
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self.acks.received(message)
-        await handle_event(Taken.raw(message, self.acks), self.bus, self.projector)
+        if not self.acks.received(message):
+            return
+        self._in_hand += 1
+        try:
+            await handle_event(Taken.raw(message, self.acks), self.bus, self.projector)
+        finally:
+            self._in_hand -= 1
+            if not self._in_hand:
+                self._idle.set()
 
     async def stop(self) -> None:
         """Stop taking deliveries (those in hand are settled or, unacked, handed back by the
@@ -251,6 +293,11 @@ class EventConsumer:
         queue, tag, self._tag = self._queue, self._tag, None
         if queue is not None and tag is not None and not queue.channel.is_closed:
             await queue.cancel(tag)
+        if self._in_hand:  # let the batch in hand commit and be acked, not redelivered
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.SETTLE_SECONDS):
+                    await self._idle.wait()
         await self.acks.sent()
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
