@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.status.schedules import store
 from services.status.schedules.claims import claim_due
 from services.status.schedules.firer import Firer
-from services.status.schedules.outbox import publish_pending
 from services.status.schedules.tables import schedule_firings, schedules
 from services.status.schedules.timing import Cadence, job_id_for
 from shared.bus import Bus
@@ -157,7 +156,8 @@ async def test_a_failed_publish_is_retried_under_the_same_job_id(engine: AsyncEn
     (firing,) = await _firings(engine, schedule_id)
     assert firing.published_at is None  # claimed and kept: the publish is owed
     bus.broken = False
-    assert await publish_pending(engine, cast(Bus, bus)) == 1
+    # the next round publishes it, though no schedule is due at `now` any more
+    assert await firer.tick() == 1
     assert [b["job_id"] for b in bus.submitted] == [str(firing.job_id)]
     assert firing.job_id == job_id_for(schedule_id, now)
     await store.delete_schedule(engine, schedule_id)
@@ -183,3 +183,25 @@ async def test_paused_and_deleted_schedules_do_not_fire(engine: AsyncEngine) -> 
     assert await store.delete_schedule(engine, schedule_id)
     assert not await store.delete_schedule(engine, schedule_id)
     assert await claim_due(engine, later + timedelta(hours=1)) == []
+
+
+async def test_a_round_with_nothing_to_do_is_one_statement(engine: AsyncEngine) -> None:
+    """Twice a second on every replica: most rounds find nothing due and nothing to
+    publish, and say so with one statement, not the claim's and outbox's transactions."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    bus = RecordingBus()
+    later = utc("2030-01-01T00:00:00")
+    firer = Firer(engine, cast(Bus, bus), 0.1, clock=lambda: later)
+    await firer.tick()  # whatever the other tests left is published now
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        assert await firer.tick() == 0
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert len(statements) == 1, statements

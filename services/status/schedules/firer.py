@@ -22,10 +22,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.schedules.claims import claim_due
 from services.status.schedules.outbox import publish_pending
+from services.status.schedules.tables import schedule_firings, schedules
 from shared.bus import Bus
 
 log = logging.getLogger("hybridq.status.schedules")
@@ -34,6 +36,15 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def anything_to_do(engine: AsyncEngine, now: datetime) -> bool:
+    """Whether a schedule is due at `now` or a claimed firing is not yet published."""
+    due = select(schedules.c.schedule_id).where(schedules.c.enabled, schedules.c.next_run_at <= now)
+    unpublished = select(schedule_firings.c.job_id).where(schedule_firings.c.published_at.is_(None))
+    async with engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return bool(await autocommit.scalar(select(or_(exists(due), exists(unpublished)))))
 
 
 class Firer:
@@ -48,8 +59,15 @@ class Firer:
         self.clock = clock
 
     async def tick(self) -> int:
-        """One round: claim what is due, publish what is claimed. Returns jobs published."""
-        await claim_due(self.engine, self.clock())
+        """One round: claim what is due, publish what is claimed. Returns jobs published.
+
+        Most rounds find nothing to do: one autocommit statement (two indexed `EXISTS`)
+        says so, instead of the claim's and the outbox's transactions (six round trips,
+        twice a second, on every status replica)."""
+        now = self.clock()
+        if not await anything_to_do(self.engine, now):
+            return 0
+        await claim_due(self.engine, now)
         return await publish_pending(self.engine, self.bus)
 
     async def run(self) -> None:
