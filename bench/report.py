@@ -32,16 +32,17 @@ def figures(run: Run) -> dict[str, Any]:
         extra["seeding"] = run.seeding
     if run.reads:
         extra["read_probe"] = {k: v for k, v in run.reads.items() if k not in ("ms", "errors")}
+        # from each answer's Server-Timing: its time in the service and the database part
+        service: dict[str, list[float]] = {}
         database: dict[str, list[float]] = {}
-        for _, endpoint, _, _, db_ms in run.reads.get("timeline", []):
+        for _, endpoint, _, app_ms, db_ms in run.reads.get("timeline", []):
+            if app_ms is not None:
+                service.setdefault(endpoint, []).append(app_ms)
             if db_ms is not None:
                 database.setdefault(endpoint, []).append(db_ms)
         extra["reads_ms"] = {
             endpoint: _read_figures(
-                ms,
-                run.reads["errors"][endpoint],
-                run.reads.get("server_ms", {}).get(endpoint),
-                database.get(endpoint),
+                ms, run.reads["errors"][endpoint], service.get(endpoint), database.get(endpoint)
             )
             for endpoint, ms in run.reads["ms"].items()
         }

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -80,14 +80,14 @@ async def _claim(engine: AsyncEngine, row: Any, now: datetime) -> Firing | None:
     return Firing(row.schedule_id, job_id, fire) if body is not None else None
 
 
+def due_at(now: datetime) -> ColumnElement[bool]:
+    """The schedules due at `now` (the partial index `ix_schedules_due`)."""
+    return and_(schedules.c.enabled, schedules.c.next_run_at <= now)
+
+
 async def claim_due(engine: AsyncEngine, now: datetime, limit: int = 100) -> list[Firing]:
     """Claim the firing of every schedule due at `now` (one indexed query finds them)."""
-    query = (
-        select(schedules)
-        .where(schedules.c.enabled, schedules.c.next_run_at <= now)
-        .order_by(schedules.c.next_run_at)
-        .limit(limit)
-    )
+    query = select(schedules).where(due_at(now)).order_by(schedules.c.next_run_at).limit(limit)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     firings = [await _claim(engine, row, now) for row in rows]

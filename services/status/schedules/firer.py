@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status.schedules.claims import claim_due
-from services.status.schedules.outbox import publish_pending
+from services.status.schedules.claims import claim_due, due_at
+from services.status.schedules.outbox import UNPUBLISHED, publish_pending
 from services.status.schedules.tables import schedule_firings, schedules
 from shared.bus import Bus
 
@@ -40,8 +40,8 @@ def utc_now() -> datetime:
 
 async def anything_to_do(engine: AsyncEngine, now: datetime) -> bool:
     """Whether a schedule is due at `now` or a claimed firing is not yet published."""
-    due = select(schedules.c.schedule_id).where(schedules.c.enabled, schedules.c.next_run_at <= now)
-    unpublished = select(schedule_firings.c.job_id).where(schedule_firings.c.published_at.is_(None))
+    due = select(schedules.c.schedule_id).where(due_at(now))
+    unpublished = select(schedule_firings.c.job_id).where(UNPUBLISHED)
     async with engine.connect() as conn:
         autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
         return bool(await autocommit.scalar(select(or_(exists(due), exists(unpublished)))))

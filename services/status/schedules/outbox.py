@@ -16,6 +16,11 @@ from shared.bus import Bus
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
+UNPUBLISHED = schedule_firings.c.published_at.is_(None)
+"""Claimed firings whose job is not yet published (the partial index
+`ix_schedule_firings_unpublished`)."""
+
+
 async def publish_pending(engine: AsyncEngine, bus: Bus, limit: int = 100) -> int:
     """Publish claimed firings not yet published, then mark them (the outbox relay).
 
@@ -26,7 +31,7 @@ async def publish_pending(engine: AsyncEngine, bus: Bus, limit: int = 100) -> in
         rows = (
             await conn.execute(
                 select(schedule_firings.c.job_id, schedule_firings.c.body)
-                .where(schedule_firings.c.published_at.is_(None))
+                .where(UNPUBLISHED)
                 .order_by(schedule_firings.c.claimed_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
