@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import aio_pika
 import aiormq.connection
+import aiormq.exceptions
 from aio_pika import RobustConnection
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
@@ -155,17 +156,32 @@ class FailoverConnection(RobustConnection):
 
 async def connect(amqp_url: str, **kwargs: Any) -> AbstractRobustConnection:
     """A robust connection to one of the nodes of `amqp_url`, moving on when it is lost."""
-    urls = node_urls(amqp_url)
-    connection: AbstractRobustConnection = await aio_pika.connect_robust(
-        urls[0], connection_class=FailoverConnection, node_urls=urls, **kwargs
-    )
-    return connection
+    return await connect_any(node_urls(amqp_url), **kwargs)
+
+
+async def connect_any(urls: Sequence[str], **kwargs: Any) -> AbstractRobustConnection:
+    """The first node of `urls` that answers, each tried once in turn: aio-pika's first
+    connect does not move on by itself, so a process started (or restarted) while the
+    first node is down would otherwise never connect. Raises the last node's error."""
+    last: Exception | None = None
+    for i in range(len(urls)):
+        order = [*urls[i:], *urls[:i]]
+        try:
+            connection: AbstractRobustConnection = await aio_pika.connect_robust(
+                order[0], connection_class=FailoverConnection, node_urls=order, **kwargs
+            )
+            return connection
+        except (OSError, aiormq.exceptions.AMQPConnectionError) as exc:
+            last = exc
+    assert last is not None
+    raise last
 
 
 class FailoverBroker(RabbitBroker):
     """FastStream's RabbitBroker on a `FailoverConnection` over every node of `AMQP_URL`.
 
-    `_connect` is FastStream 0.7's own, but for the connection class (a test pins it).
+    `_connect` is FastStream 0.7's own, but for the connection: `connect_any`, so a broker
+    started while the first node is down connects to the next.
     """
 
     def __init__(self, amqp_url: str, **kwargs: Any) -> None:
@@ -173,13 +189,8 @@ class FailoverBroker(RabbitBroker):
         super().__init__(self.node_urls[0], **kwargs)
 
     async def _connect(self) -> RobustConnection:
-        kwargs = {**self._connection_kwargs, "url": self.node_urls[0]}
-        connection = cast(
-            RobustConnection,
-            await aio_pika.connect_robust(
-                **kwargs, connection_class=FailoverConnection, node_urls=self.node_urls
-            ),
-        )
+        kwargs = {k: v for k, v in self._connection_kwargs.items() if k != "url"}
+        connection = cast(RobustConnection, await connect_any(self.node_urls, **kwargs))
         for close_callback in self._on_close:
             connection.close_callbacks.add(close_callback)
         for reconnect_callback in self._on_reconnected:
