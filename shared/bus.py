@@ -38,6 +38,14 @@ from shared.dead_letters import (
 )
 
 JSON = "application/json"
+CONFIRM_TIMEOUT_SECONDS = 15.0
+"""The longest a publish waits for its confirm. A confirm the broker never sends (seen on
+RabbitMQ 3.10 for a publish to the cancellations stream just after the node leading it
+left, on a connection that stayed up) would otherwise hold the publisher for ever: the
+handler behind it never settles its delivery and the process cannot drain. Past this
+bound the publish raises `TimeoutError`, which every caller treats as broker trouble
+(transient: hand back, retry); the message may still have arrived, which the consumers'
+de-duplication already covers."""
 log = logging.getLogger("hybridq.bus")
 
 
@@ -94,7 +102,8 @@ def _body(model: BaseModel) -> bytes:
 
 class Bus:
     """Publishes hybridq messages. Every publish is persistent, mandatory and awaits its
-    confirm (a return -- no queue took it -- raises `aiormq.exceptions.PublishError`).
+    confirm (a return -- no queue took it -- raises `aiormq.exceptions.PublishError`), for
+    at most `confirm_timeout` seconds (then `TimeoutError`: CONFIRM_TIMEOUT_SECONDS).
 
     On a connected broker it publishes on the broker's channel through aiormq directly,
     without waiting for each frame to be written before the next publish may start
@@ -106,8 +115,11 @@ class Bus:
     `broker.publish`.
     """
 
-    def __init__(self, broker: RabbitBroker) -> None:
+    def __init__(
+        self, broker: RabbitBroker, *, confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS
+    ) -> None:
         self.broker = broker
+        self.confirm_timeout = confirm_timeout
         amqp_url = getattr(broker, "node_urls", [""])[0]
         self.user = broker_user(amqp_url) if amqp_url else None
 
@@ -142,6 +154,7 @@ class Bus:
                 properties=properties,
                 mandatory=True,
                 wait=False,
+                timeout=self.confirm_timeout,  # raises TimeoutError (CONFIRM_TIMEOUT_SECONDS)
             )
             return
         await self.broker.publish(
@@ -154,6 +167,7 @@ class Bus:
             headers=headers,
             message_id=message_id or str(uuid4()),
             expiration=expiration,
+            timeout=self.confirm_timeout,
         )
 
     async def event(self, event: Event) -> None:
@@ -194,6 +208,7 @@ class Bus:
                 persist=True,
                 content_type=JSON,
                 message_id=marker,
+                timeout=self.confirm_timeout,
             )
         except SubscriberNotFound:  # the in-memory test broker's "unroutable"
             return False

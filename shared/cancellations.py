@@ -68,6 +68,7 @@ class Cancellations:
         self._round_trips: dict[str, list[asyncio.Future[None]]] = {}
         self._barriers: dict[str, asyncio.Future[None]] = {}
         self._link_barrier: Callable[[], Awaitable[bool]] | None = None
+        self._held: set[asyncio.Future[None]] = set()
         self._released = False
 
     def use_barrier(self, barrier: Callable[[], Awaitable[None]]) -> None:
@@ -158,10 +159,20 @@ class Cancellations:
         for seen in self._barriers.values():
             if not seen.done():
                 seen.set_exception(BarrierReleased("shutting down while the link is cut"))
-        for waiters in self._round_trips.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(BarrierReleased("shutting down"))
+        waiting = [w for ws in self._round_trips.values() for w in ws] + [*self._held]
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_exception(BarrierReleased("shutting down"))
+
+    def hold(self, waiter: asyncio.Future[None]) -> None:
+        """Fail `waiter` on `release_barriers` (or at once after it), whatever it waits for:
+        a barrier caller still queued for the next marker is handed back on shutdown too,
+        not only one whose marker is out."""
+        if self._released:
+            waiter.set_exception(BarrierReleased("shutting down"))
+            return
+        self._held.add(waiter)
+        waiter.add_done_callback(self._held.discard)
 
     def marker_seen(self, marker: str) -> None:
         barrier = self._barriers.pop(marker, None)
@@ -281,6 +292,7 @@ class CancellationFeed:
         stream: every cancellation confirmed before the call is then applied. Callers that
         arrive while no marker is out share the next one (one round trip per batch)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.cancellations.hold(waiter)  # failed on shutdown, even before its marker is out
         self._waiting.append(waiter)
         self._wake.set()
         await waiter

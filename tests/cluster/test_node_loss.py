@@ -49,6 +49,35 @@ def clustered_stack(
         assert set(codes.values()) == {0}, f"{codes}; logs in {tmp_path / 'logs'}"
 
 
+def _broker_state(management: str, vhost: str) -> dict[str, object]:
+    """What the broker holds for the vhost: for a failure message (where a job is stuck)."""
+    auth = ("guest", "guest")
+    queues = httpx.get(f"{management}/api/queues/{vhost}", auth=auth).json()
+    channels = httpx.get(f"{management}/api/channels", auth=auth).json()
+    return {
+        "queues": {
+            q["name"]: (
+                q.get("messages_ready"),
+                q.get("messages_unacknowledged"),
+                q.get("consumers"),
+            )
+            for q in queues
+            if q.get("messages")
+        },
+        "channels": [
+            (
+                c.get("connection_details", {}).get("peer_port"),
+                c.get("number"),
+                c.get("messages_unconfirmed"),
+                c.get("messages_unacknowledged"),
+                c.get("consumer_count"),
+            )
+            for c in channels
+            if c.get("vhost") == vhost
+        ],
+    }
+
+
 def _connected_nodes(management: str, vhost: str) -> Counter[str]:
     got = httpx.get(f"{management}/api/vhosts/{vhost}/connections", auth=("guest", "guest"))
     got.raise_for_status()
@@ -81,7 +110,11 @@ async def test_losing_the_connected_node_mid_load_loses_nothing(
     await stopped
     try:
         ids = [j["job_id"] for j in jobs]
-        views = await asyncio.gather(*(wait_for(stack.api, i, timeout=120) for i in ids))
+        try:
+            views = await asyncio.gather(*(wait_for(stack.api, i, timeout=120) for i in ids))
+        except AssertionError as exc:
+            state = _broker_state(survivor.management, vhost)
+            raise AssertionError(f"{exc}; the broker holds {state}") from exc
         after = _connected_nodes(survivor.management, vhost)
         assert after, "no service reconnected"
         assert victim.nodename not in after, after  # they moved to the other nodes

@@ -1,9 +1,12 @@
-"""Mandatory publishes fail loudly: a message no queue takes is an error, not a confirm."""
+"""Mandatory publishes fail loudly: a message no queue takes is an error, not a confirm;
+a confirm that never comes is an error too, after a bound, not a wait for ever."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -12,6 +15,8 @@ from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 
 from shared.bus import Bus, make_broker
 from shared.connection import CoalescingWriter
+from tests.conftest import free_port
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.connected
 
@@ -68,6 +73,37 @@ async def test_concurrent_publishes_share_sends_and_each_is_confirmed(
     finally:
         await broker.stop()
         await remove(amqp_url, queues=["test.many"], exchanges=["test.many"])
+
+
+async def test_a_confirm_that_never_comes_raises_within_the_bound(amqp_url: str) -> None:
+    """The broker never answers a publish (the path to it stalls; RabbitMQ 3.10 also drops
+    the confirm of a publish routed to a queue whose cluster node left): the publish raises
+    `TimeoutError` after `confirm_timeout`, so its handler hands its delivery back and the
+    process can drain, instead of waiting for ever."""
+    first = urlsplit(amqp_url.split(",")[0])
+    proxy = TcpProxy(first.port or 5672, free_port()).start()
+    via_proxy = urlunsplit(first._replace(netloc=f"guest:guest@127.0.0.1:{proxy.listen_port}"))
+    target = RabbitExchange("test.unconfirmed", type=ExchangeType.DIRECT, durable=False)
+    broker = make_broker(via_proxy, prefetch=1)
+    await broker.connect()
+    try:
+        exchange = await broker.declare_exchange(target)
+        queue = await broker.declare_queue(RabbitQueue("test.unconfirmed", auto_delete=True))
+        await queue.bind(exchange, routing_key="k")
+        bus = Bus(broker, confirm_timeout=1.0)
+        await bus._publish(b"{}", target, "k")  # the path works: confirmed
+        proxy.stall()
+        started = time.monotonic()
+        publish = asyncio.create_task(bus._publish(b"{}", target, "k"))
+        done, _ = await asyncio.wait({publish}, timeout=20)
+        assert done, "the publish still waits for its confirm after 20 s"
+        with pytest.raises(TimeoutError):
+            publish.result()
+        assert time.monotonic() - started < 5
+    finally:
+        proxy.stop()
+        await broker.stop()
+        await remove(amqp_url, exchanges=["test.unconfirmed"])
 
 
 async def remove(amqp_url: str, queues: Sequence[str] = (), exchanges: Sequence[str] = ()) -> None:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, cast
 from unittest.mock import MagicMock
 
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import TestRabbitBroker
 
 from services.router.app import build
 from shared import topology
-from shared.cancellations import CancellationFeed, Cancellations
+from shared.cancellations import BarrierReleased, CancellationFeed, Cancellations
 from shared.contracts.events import JobCancelled, JobProgress, JobSucceeded
 from shared.contracts.jobs import Site
 from shared.identity import WorkerUsers
@@ -206,3 +207,31 @@ async def test_the_start_barrier_waits_for_a_marker_published_after_the_call() -
 
 async def test_without_a_feed_the_barrier_is_free() -> None:
     await asyncio.wait_for(Cancellations().settled(), 1)
+
+
+async def test_on_shutdown_a_caller_queued_for_the_next_marker_is_handed_back() -> None:
+    """A caller that arrived while a marker was out waits for the next one; if that marker
+    never goes out (its publish is stuck, or never comes back), shutdown must still fail the
+    caller (transient: its job is handed back) rather than leave its delivery unsettled."""
+    cancellations, bus = Cancellations(), _MarkerBus()
+    feed = CancellationFeed(None, bus, cancellations)  # type: ignore[arg-type]
+    serving = asyncio.create_task(feed.run_barriers())
+    cancellations.use_barrier(feed.barrier)
+    try:
+        first = asyncio.create_task(cancellations.settled())
+        await asyncio.sleep(0.01)
+        queued = asyncio.create_task(cancellations.settled())  # waits behind marker 1
+        await asyncio.sleep(0.01)
+        assert len(bus.markers) == 1
+        assert not first.done()
+        assert not queued.done()
+        cancellations.release_barriers()
+        done, _ = await asyncio.wait({first, queued}, timeout=1)
+        assert done == {first, queued}
+        for waiter in (first, queued):
+            with pytest.raises(BarrierReleased):
+                waiter.result()
+        with pytest.raises(BarrierReleased):  # and nobody waits after the release
+            await asyncio.wait_for(cancellations.settled(), 1)
+    finally:
+        serving.cancel()
