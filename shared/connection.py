@@ -11,6 +11,14 @@ aio-pika's robust connection reconnects to one URL; `FailoverConnection` is the 
 that knows how it picks that URL (it reads `self.url` once per connection attempt), and
 tests/unit/test_connection.py fails if a new aio-pika release reads it differently.
 
+`FailoverConnection` also watches its consumers (`ConsumerWatch`): aio-pika restores them
+after a reconnection, but a restore that fails half-way (seen in
+tests/cluster/test_node_loss.py: after the node left, the status write side's connection was
+up again and `jobs.status.events` had no consumer for minutes) is not tried again. A consumer
+aio-pika holds that the broker's channel no longer has, on a connection that is up, for
+`WATCH_ROUNDS` checks in a row, closes the connection: aio-pika then reconnects and restores
+every channel and consumer from scratch.
+
 `CoalescingTransport` (aiormq's documented `TransportFactory` extension point) sends the
 AMQP frames written in one event-loop turn in one `send()`: a busy service publishes and
 acks many messages per turn, and on a shared host every system call costs both ends
@@ -20,17 +28,28 @@ acks many messages per turn, and on a shared host every system call costs both e
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, cast
+from weakref import WeakSet
 
 import aio_pika
 import aiormq.connection
 import aiormq.exceptions
-from aio_pika import RobustConnection
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika import RobustChannel, RobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
 from faststream.rabbit import RabbitBroker
 from yarl import URL
+
+log = logging.getLogger("hybridq.connection")
+
+WATCH_SECONDS = 5.0
+"""How often a connection checks that the consumers aio-pika holds are on the broker."""
+WATCH_ROUNDS = 3
+"""Checks in a row a consumer must be missing before the connection is closed and restored
+(a restore in progress is a few seconds at most)."""
 
 FRAME_QUEUE = 1024
 """Frames a connection may queue for its writer (aiormq's `Connection.FRAME_BUFFER_SIZE`,
@@ -123,6 +142,8 @@ class FailoverConnection(RobustConnection):
         self._move_on = False  # reading the URL's query while constructing is no attempt
         # passed on to aiormq.connect (aio-pika keeps only the parameters it knows)
         self.kwargs["transport_factory"] = CoalescingTransport()
+        self._watched: WeakSet[AbstractRobustChannel] = WeakSet()
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> URL:
@@ -145,9 +166,75 @@ class FailoverConnection(RobustConnection):
         url = self.current_url
         return str(url.with_password("******") if url.password else url)
 
+    def channel(
+        self,
+        channel_number: int | None = None,
+        publisher_confirms: bool = True,
+        on_return_raises: bool = False,
+    ) -> AbstractRobustChannel:
+        channel = super().channel(
+            channel_number=channel_number,
+            publisher_confirms=publisher_confirms,
+            on_return_raises=on_return_raises,
+        )
+        self._watched.add(channel)
+        return channel
+
     async def _on_connected(self) -> None:
         self._move_on = False
         await super()._on_connected()
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_consumers(), name="consumer-watch")
+
+    async def close(self, exc: aiormq.abc.ExceptionType | None = asyncio.CancelledError) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await super().close(exc)
+
+    def lost_consumers(self) -> set[tuple[int, str, str]]:
+        """(channel, queue, consumer tag) of every consumer aio-pika holds that the broker's
+        channel does not have, while the connection is up; empty while it is down (aio-pika
+        is reconnecting)."""
+        transport = self.transport
+        if self.is_closed or transport is None or transport.connection.is_closed:
+            return set()
+        lost: set[tuple[int, str, str]] = set()
+        for channel in tuple(self._watched):
+            if not isinstance(channel, RobustChannel) or channel._close_called:
+                continue
+            queues = [q for q in chain(*channel._queues.values()) if q._consumers]
+            if not queues:
+                continue
+            underlay = None if channel.is_closed else channel._channel
+            held = (
+                set(cast(aiormq.Channel, underlay.channel).consumers)
+                if underlay is not None
+                else set()
+            )
+            for queue in queues:
+                lost |= {(id(channel), queue.name, tag) for tag in queue._consumers.keys() - held}
+        return lost
+
+    async def _watch_consumers(self) -> None:
+        missing: dict[tuple[int, str, str], int] = {}
+        while not self.is_closed:
+            await asyncio.sleep(WATCH_SECONDS)
+            lost = self.lost_consumers()
+            missing = {key: missing.get(key, 0) + 1 for key in lost}
+            if not missing or max(missing.values()) < WATCH_ROUNDS:
+                continue
+            queues = sorted({queue for _, queue, _ in missing})
+            log.warning(
+                "consumers lost without a reconnection: reconnecting",
+                extra={"queues": queues, "seconds": WATCH_ROUNDS * WATCH_SECONDS},
+            )
+            missing = {}
+            transport = self.transport
+            if transport is not None:
+                await asyncio.gather(
+                    transport.connection.close(ConnectionError("consumers lost")),
+                    return_exceptions=True,
+                )
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         self._move_on = True
