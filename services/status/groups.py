@@ -17,6 +17,7 @@ from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status import outbox, queries
@@ -44,11 +45,40 @@ def group_status(members: Sequence[str], compensations: Sequence[str | None]) ->
     return "running"
 
 
+class AlreadyGrouped(Exception):
+    """Some of a new group's job ids are members of another group already: a job belongs
+    to one group (nothing of the new group was recorded)."""
+
+    def __init__(self, job_ids: list[UUID]) -> None:
+        super().__init__(", ".join(str(j) for j in job_ids))
+        self.job_ids = job_ids
+
+
 async def create(
     engine: AsyncEngine, bus: Bus, group_id: UUID, members: list[tuple[JobSubmitted, Any]]
 ) -> None:
     """Record the group, its members and their submissions in one transaction; then
-    publish them (the background relay does it if this publish fails)."""
+    publish them (the background relay does it if this publish fails). Raises
+    `AlreadyGrouped` (and records nothing) when a job id is another group's member."""
+    try:
+        await _record(engine, group_id, members)
+    except IntegrityError as exc:
+        ids = [job.job_id for job, _ in members]
+        taken = await queries.rows(
+            engine, select(group_members.c.job_id).where(group_members.c.job_id.in_(ids))
+        )
+        if not taken:
+            raise
+        raise AlreadyGrouped([row.job_id for row in taken]) from exc
+    try:
+        await outbox.relay(engine, bus)
+    except Exception:
+        log.warning("group %s recorded; the relay will publish it", group_id, exc_info=True)
+
+
+async def _record(
+    engine: AsyncEngine, group_id: UUID, members: list[tuple[JobSubmitted, Any]]
+) -> None:
     async with engine.begin() as conn:
         await conn.execute(insert(job_groups).values(group_id=group_id))
         await conn.execute(
@@ -67,10 +97,6 @@ async def create(
             )
         )
         await outbox.add(conn, [job for job, _ in members])
-    try:
-        await outbox.relay(engine, bus)
-    except Exception:
-        log.warning("group %s recorded; the relay will publish it", group_id, exc_info=True)
 
 
 async def view(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -107,6 +108,33 @@ async def test_group_validation(stack: Stack) -> None:
     assert residency.status_code == 422
     assert residency.json()["errors"][0]["field"] == "jobs.1.target_cloud"
     assert missing.status_code == 404
+
+
+async def test_a_job_already_in_a_group_is_refused_with_409_and_nothing_recorded(
+    stack: Stack,
+) -> None:
+    """A job belongs to one group: a second group naming it is a conflict (409, not a 500
+    from the database's unique key), and none of the second group is kept or submitted."""
+    shared, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        first = await http.post(
+            "/job-groups", json={"jobs": [{"job_type": "noop", "job_id": shared}]}
+        )
+        second = await http.post(
+            "/job-groups",
+            json={
+                "jobs": [
+                    {"job_type": "noop", "job_id": fresh},
+                    {"job_type": "noop", "job_id": shared},
+                ]
+            },
+        )
+        assert first.status_code == 202
+        assert second.status_code == 409, second.text
+        assert shared in second.json()["detail"]
+        await wait_group(stack.api, first.json()["group_id"], {"succeeded"})
+        await asyncio.sleep(1)  # a member of the refused group would be submitted by now
+        assert (await http.get(f"/jobs/{fresh}")).status_code == 404
 
 
 async def test_a_group_is_readable_before_its_jobs_are_seen(stack: Stack) -> None:

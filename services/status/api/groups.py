@@ -67,7 +67,10 @@ async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
         members.append((job, compensation))
     if len({job.job_id for job, _ in members}) != len(members):
         raise HTTPException(422, "job_ids in a group must differ")
-    await groups.create(res.engine, res.bus, group_id, members)
+    try:
+        await groups.create(res.engine, res.bus, group_id, members)
+    except groups.AlreadyGrouped as exc:
+        raise HTTPException(409, f"already in another group: {exc}") from exc
     return GroupAccepted(group_id=group_id, job_ids=[job.job_id for job, _ in members])
 
 
