@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import pytest
 from aio_pika.exceptions import DeliveryError
-from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from shared.bus import Bus, make_broker
 from shared.connection import CoalescingWriter
@@ -53,13 +53,10 @@ async def test_concurrent_publishes_share_sends_and_each_is_confirmed(
         flush(self)
 
     monkeypatch.setattr(CoalescingWriter, "flush", counted)
-    target = RabbitExchange("test.many", type=ExchangeType.DIRECT, durable=False)
     broker = make_broker(amqp_url, prefetch=1)
     await broker.connect()
     try:
-        exchange = await broker.declare_exchange(target)
-        queue = await broker.declare_queue(RabbitQueue("test.many", auto_delete=False))
-        await queue.bind(exchange, routing_key="many")
+        target = await bound_queue(broker, "test.many", "many", auto_delete=False)
         bus = Bus(broker)
         sends.clear()
         await asyncio.gather(*(bus._publish(b"{}", target, "many") for _ in range(300)))
@@ -76,20 +73,18 @@ async def test_concurrent_publishes_share_sends_and_each_is_confirmed(
 
 
 async def test_a_confirm_that_never_comes_raises_within_the_bound(amqp_url: str) -> None:
-    """The broker never answers a publish (the path to it stalls; RabbitMQ 3.10 also drops
-    the confirm of a publish routed to a queue whose cluster node left): the publish raises
+    """The broker never answers a publish (here the path to it stalls; in
+    tests/cluster/test_node_loss.py a publish to the cancellations stream just after the
+    node leading it left was never confirmed): the publish raises
     `TimeoutError` after `confirm_timeout`, so its handler hands its delivery back and the
     process can drain, instead of waiting for ever."""
     first = urlsplit(amqp_url.split(",")[0])
     proxy = TcpProxy(first.port or 5672, free_port()).start()
     via_proxy = urlunsplit(first._replace(netloc=f"guest:guest@127.0.0.1:{proxy.listen_port}"))
-    target = RabbitExchange("test.unconfirmed", type=ExchangeType.DIRECT, durable=False)
     broker = make_broker(via_proxy, prefetch=1)
     await broker.connect()
     try:
-        exchange = await broker.declare_exchange(target)
-        queue = await broker.declare_queue(RabbitQueue("test.unconfirmed", auto_delete=True))
-        await queue.bind(exchange, routing_key="k")
+        target = await bound_queue(broker, "test.unconfirmed", "k", auto_delete=True)
         bus = Bus(broker, confirm_timeout=1.0)
         await bus._publish(b"{}", target, "k")  # the path works: confirmed
         proxy.stall()
@@ -104,6 +99,17 @@ async def test_a_confirm_that_never_comes_raises_within_the_bound(amqp_url: str)
         proxy.stop()
         await broker.stop()
         await remove(amqp_url, exchanges=["test.unconfirmed"])
+
+
+async def bound_queue(
+    broker: RabbitBroker, name: str, routing_key: str, *, auto_delete: bool
+) -> RabbitExchange:
+    """A direct exchange `name` and a queue `name` bound to it with `routing_key`."""
+    target = RabbitExchange(name, type=ExchangeType.DIRECT, durable=False)
+    exchange = await broker.declare_exchange(target)
+    queue = await broker.declare_queue(RabbitQueue(name, auto_delete=auto_delete))
+    await queue.bind(exchange, routing_key=routing_key)
+    return target
 
 
 async def remove(amqp_url: str, queues: Sequence[str] = (), exchanges: Sequence[str] = ()) -> None:
