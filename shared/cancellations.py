@@ -49,6 +49,7 @@ MAX_REMEMBERED = 250_000  # ~40 MB; beyond it the oldest are forgotten (logged)
 STREAM_PREFETCH = 500  # a stream consumer needs a prefetch; this one sets replay speed
 MARKER_WAIT_SECONDS = 15.0  # not read back by then: publish another marker
 STREAM_START_SECONDS = 60.0  # how long start-up waits for a stream still coming up
+RESUBSCRIBE_SECONDS = 10.0  # bound on cancelling and restarting a stuck stream consumer
 UNLINKED_RECHECK_SECONDS = 30.0  # a link barrier marker was unroutable: none until then
 
 
@@ -223,6 +224,7 @@ class CancellationFeed:
         self._sync: asyncio.Task[None] | None = None
         self._waiting: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
+        self._delivered = 0  # messages the stream consumer delivered (a stuck one: none)
         self._barriers: asyncio.Task[None] | None = None
         self._unlinked_until = 0.0
         self._linked_side = link_barrier
@@ -317,9 +319,33 @@ class CancellationFeed:
                 await asyncio.sleep(1)
                 self._wake.set()
                 continue
+            delivered = self._delivered
             _, pending = await asyncio.wait(batch, timeout=MARKER_WAIT_SECONDS)
             if pending:
+                if self._delivered == delivered:  # idle, not merely slow (a long replay)
+                    await self._resubscribe()
                 self._resend(marker)
+
+    async def _resubscribe(self) -> None:
+        """A marker confirmed by the broker but not read back in MARKER_WAIT_SECONDS, and
+        nothing at all delivered meanwhile: the stream consumer is taken as stuck and
+        consumes again (from the first message).
+        Seen on RabbitMQ 3.10 after the node leading the stream left: the consumer on the
+        new connection delivered for a few seconds, then nothing more, while every marker
+        was confirmed."""
+        queue, tag = self._queue, self._tag
+        if queue is None:
+            return
+        log.warning("cancellations stream consumer delivers nothing: consuming again")
+        try:
+            if tag is not None and not queue.channel.is_closed:
+                await asyncio.wait_for(queue.cancel(tag), RESUBSCRIBE_SECONDS)
+            self._tag = await asyncio.wait_for(
+                queue.consume(self._on_message, arguments={"x-stream-offset": "first"}),
+                RESUBSCRIBE_SECONDS,
+            )
+        except Exception:  # broker trouble: the next miss tries again
+            log.warning("cancellations stream consumer not restarted", exc_info=True)
 
     def _resend(self, marker: str) -> None:
         """A marker not read back in time (a reconnect replays the stream): a new one."""
@@ -351,6 +377,7 @@ class CancellationFeed:
                 self.cancellations.forget_barrier_marker(marker)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._delivered += 1
         try:
             self._apply(message)
         finally:

@@ -235,3 +235,94 @@ async def test_on_shutdown_a_caller_queued_for_the_next_marker_is_handed_back() 
             await asyncio.wait_for(cancellations.settled(), 1)
     finally:
         serving.cancel()
+
+
+class _StreamQueue:
+    """The stream queue a feed consumes: records consumes and cancels; `on_consume` plays
+    what the broker delivers to a new consumer."""
+
+    def __init__(self, on_consume: Any) -> None:
+        self.consumed: list[dict[str, Any]] = []
+        self.cancelled: list[str] = []
+        self.on_consume = on_consume
+        self.channel = MagicMock(is_closed=False)
+
+    async def consume(self, callback: Any, arguments: dict[str, Any]) -> str:
+        self.consumed.append(arguments)
+        self.on_consume()
+        return f"tag-{len(self.consumed)}"
+
+    async def cancel(self, tag: str) -> None:
+        self.cancelled.append(tag)
+
+
+async def test_a_stream_consumer_that_delivers_nothing_is_restarted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A marker the broker confirmed but the stream consumer never delivers (seen on
+    RabbitMQ 3.10 after the node leading the stream left): the feed consumes again from
+    the first message, and the replay brings the marker back, so the job starts."""
+    monkeypatch.setattr("shared.cancellations.MARKER_WAIT_SECONDS", 0.2)
+    cancellations, bus = Cancellations(), _MarkerBus()
+    feed = CancellationFeed(None, bus, cancellations)  # type: ignore[arg-type]
+
+    def replay() -> None:  # the new consumer reads the stream from the start
+        for marker in bus.markers:
+            asyncio.get_running_loop().call_soon(cancellations.marker_seen, marker)
+
+    queue = _StreamQueue(on_consume=lambda: None)
+    feed._queue, feed._tag = queue, "tag-0"  # type: ignore[assignment]
+    serving = asyncio.create_task(feed.run_barriers())
+    cancellations.use_barrier(feed.barrier)
+    try:
+        waiting = asyncio.create_task(cancellations.settled())
+        await asyncio.sleep(0.05)
+        assert len(bus.markers) == 1
+        assert not waiting.done()  # confirmed, never delivered
+        queue.on_consume = replay
+        await asyncio.wait_for(waiting, 2)
+        assert queue.cancelled == ["tag-0"]
+        assert queue.consumed == [{"x-stream-offset": "first"}]
+        assert feed._tag == "tag-1"
+    finally:
+        serving.cancel()
+
+
+async def test_a_stream_consumer_still_replaying_is_not_restarted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long replay (the marker is far behind 30 days of cancellations) delivers all the
+    while: restarting it from the first message would never let it reach the marker."""
+    monkeypatch.setattr("shared.cancellations.MARKER_WAIT_SECONDS", 0.2)
+    cancellations, bus = Cancellations(), _MarkerBus()
+    feed = CancellationFeed(None, bus, cancellations)  # type: ignore[arg-type]
+    queue = _StreamQueue(on_consume=lambda: None)
+    feed._queue, feed._tag = queue, "tag-0"  # type: ignore[assignment]
+    serving = asyncio.create_task(feed.run_barriers())
+    cancellations.use_barrier(feed.barrier)
+    replaying = True
+
+    async def replay() -> None:  # old messages keep coming, the marker not yet
+        while replaying:
+            await feed._on_message(cast(AbstractIncomingMessage, _Acked(cancelled(uuid.uuid4()))))
+            await asyncio.sleep(0.02)
+
+    replay_task = asyncio.create_task(replay())
+    try:
+        waiting = asyncio.create_task(cancellations.settled())
+        await asyncio.sleep(0.7)  # three marker waits go by
+        assert len(bus.markers) >= 3  # resent, as before
+        assert queue.consumed == []  # but never restarted
+        replaying = False
+        cancellations.marker_seen(bus.markers[-1])
+        await asyncio.wait_for(waiting, 2)
+    finally:
+        replaying = False
+        serving.cancel()
+        replay_task.cancel()
+
+
+@dataclass
+class _Acked(StreamMessage):
+    async def ack(self) -> None:
+        return None
