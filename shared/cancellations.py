@@ -39,6 +39,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from shared import topology
 from shared.bus import Bus
+from shared.connection import FailoverConnection
 from shared.contracts.events import JobCancelled
 from shared.identity import WorkerUsers
 
@@ -225,6 +226,7 @@ class CancellationFeed:
         self._waiting: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._delivered = 0  # messages the stream consumer delivered (a stuck one: none)
+        self._silent = 0  # marker waits in a row in which it delivered nothing
         self._barriers: asyncio.Task[None] | None = None
         self._unlinked_until = 0.0
         self._linked_side = link_barrier
@@ -323,8 +325,22 @@ class CancellationFeed:
             _, pending = await asyncio.wait(batch, timeout=MARKER_WAIT_SECONDS)
             if pending:
                 if self._delivered == delivered:  # idle, not merely slow (a long replay)
-                    await self._resubscribe()
+                    await self._restart_consumer()
                 self._resend(marker)
+            else:
+                self._silent = 0
+
+    async def _restart_consumer(self) -> None:
+        """The stream consumer delivered nothing while a marker was out: consume again; if
+        that did not help either, move the connection to another node (its member of the
+        stream may be the one that is stuck: a new consumer there got nothing, not even
+        the replay, in tests/cluster/test_node_loss.py)."""
+        self._silent += 1
+        connection = getattr(self.broker, "connection", None)
+        if self._silent % 2 == 0 and isinstance(connection, FailoverConnection):
+            await connection.move_on("the cancellations stream delivers nothing")
+            return
+        await self._resubscribe()
 
     async def _resubscribe(self) -> None:
         """A marker confirmed by the broker but not read back in MARKER_WAIT_SECONDS, and

@@ -229,12 +229,17 @@ class FailoverConnection(RobustConnection):
                 extra={"queues": queues, "seconds": WATCH_ROUNDS * WATCH_SECONDS},
             )
             missing = {}
-            transport = self.transport
-            if transport is not None:
-                await asyncio.gather(
-                    transport.connection.close(ConnectionError("consumers lost")),
-                    return_exceptions=True,
-                )
+            await self.move_on("consumers lost")
+
+    async def move_on(self, reason: str) -> None:
+        """Close the live connection: aio-pika reconnects, to the next node of `AMQP_URL`
+        (a lost connection moves on), and restores every channel and consumer there."""
+        transport = self.transport
+        if transport is not None and not transport.connection.is_closed:
+            log.warning("closing the broker connection to reconnect", extra={"reason": reason})
+            await asyncio.gather(
+                transport.connection.close(ConnectionError(reason)), return_exceptions=True
+            )
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         self._move_on = True
@@ -273,11 +278,13 @@ class FailoverBroker(RabbitBroker):
 
     def __init__(self, amqp_url: str, **kwargs: Any) -> None:
         self.node_urls = node_urls(amqp_url)
+        self.connection: FailoverConnection | None = None
         super().__init__(self.node_urls[0], **kwargs)
 
     async def _connect(self) -> RobustConnection:
         kwargs = {k: v for k, v in self._connection_kwargs.items() if k != "url"}
         connection = cast(RobustConnection, await connect_any(self.node_urls, **kwargs))
+        self.connection = cast(FailoverConnection, connection)
         for close_callback in self._on_close:
             connection.close_callbacks.add(close_callback)
         for reconnect_callback in self._on_reconnected:

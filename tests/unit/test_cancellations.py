@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
-from unittest.mock import MagicMock
+from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
@@ -19,6 +19,7 @@ from faststream.rabbit import TestRabbitBroker
 from services.router.app import build
 from shared import topology
 from shared.cancellations import BarrierReleased, CancellationFeed, Cancellations
+from shared.connection import FailoverConnection
 from shared.contracts.events import JobCancelled, JobProgress, JobSucceeded
 from shared.contracts.jobs import Site
 from shared.identity import WorkerUsers
@@ -322,7 +323,41 @@ async def test_a_stream_consumer_still_replaying_is_not_restarted(
         replay_task.cancel()
 
 
+async def until(condition: Any, timeout: float = 3) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 (polls a mock's state)
+            await asyncio.sleep(0.005)
+
+
 @dataclass
 class _Acked(StreamMessage):
     async def ack(self) -> None:
         return None
+
+
+async def test_a_stream_silent_after_its_consumer_restarted_moves_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In tests/cluster/test_node_loss.py a restarted consumer got nothing either, not even
+    the replay: the node's member of the stream was stuck. The next silent wait moves the
+    connection to another node (aio-pika restores the consumer there)."""
+    monkeypatch.setattr("shared.cancellations.MARKER_WAIT_SECONDS", 0.2)
+    connection = MagicMock(spec=FailoverConnection)
+    connection.move_on = AsyncMock()
+    broker = MagicMock(connection=connection)
+    cancellations, bus = Cancellations(), _MarkerBus()
+    feed = CancellationFeed(broker, bus, cancellations)  # type: ignore[arg-type]
+    queue = _StreamQueue(on_consume=lambda: None)  # silent whatever happens
+    feed._queue, feed._tag = queue, "tag-0"  # type: ignore[assignment]
+    serving = asyncio.create_task(feed.run_barriers())
+    cancellations.use_barrier(feed.barrier)
+    try:
+        waiting = asyncio.create_task(cancellations.settled())
+        await until(lambda: len(queue.consumed) == 1)  # one silent wait: restarted
+        connection.move_on.assert_not_awaited()
+        await until(lambda: connection.move_on.await_count == 1)  # two: moved on
+        assert len(queue.consumed) == 1
+        cancellations.marker_seen(bus.markers[-1])  # delivered on the next node
+        await asyncio.wait_for(waiting, 2)
+    finally:
+        serving.cancel()
