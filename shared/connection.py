@@ -11,13 +11,13 @@ aio-pika's robust connection reconnects to one URL; `FailoverConnection` is the 
 that knows how it picks that URL (it reads `self.url` once per connection attempt), and
 tests/unit/test_connection.py fails if a new aio-pika release reads it differently.
 
-`FailoverConnection` also watches its consumers (`ConsumerWatch`): aio-pika restores them
+`FailoverConnection` also watches its consumers (`lost_consumers`): aio-pika restores them
 after a reconnection, but a restore that fails half-way (seen in
 tests/cluster/test_node_loss.py: after the node left, the status write side's connection was
 up again and `jobs.status.events` had no consumer for minutes) is not tried again. A consumer
 aio-pika holds that the broker's channel no longer has, on a connection that is up, for
-`WATCH_ROUNDS` checks in a row, closes the connection: aio-pika then reconnects and restores
-every channel and consumer from scratch.
+`WATCH_ROUNDS` checks in a row, closes the connection (`move_on`): aio-pika then reconnects,
+to the next node, and restores every channel and consumer from scratch.
 
 `CoalescingTransport` (aiormq's documented `TransportFactory` extension point) sends the
 AMQP frames written in one event-loop turn in one `send()`: a busy service publishes and
