@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
         write_side.run(settings)
         return 0
     metrics = write_side.metrics_dir() if command == "serve" else None  # before any metric
-    from services.status.app import create_app
+    from services.status.bootstrap import create_app
 
     config = uvicorn.Config(
         create_app(settings, "split" if command == "serve" else "api"),

@@ -242,7 +242,7 @@ async def serve(settings: StatusSettings) -> None:
     """Run the write side until SIGTERM/SIGINT (or the parent's end), then drain."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from services.status.app import projecting
+    from services.status.bootstrap import projecting
     from shared.bus import Bus, make_broker
     from shared.service import ignore_late_signals
 

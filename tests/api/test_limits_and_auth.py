@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devtools.stack import Stack
-from services.status.app import create_app
+from services.status.bootstrap import create_app
 from shared.settings import StatusSettings
 from tests.api.conftest import ADMIN, JSON, READ, client, publish_event, submitted_event
 

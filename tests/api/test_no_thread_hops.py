@@ -11,7 +11,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from services.status.app import create_app
+from services.status.bootstrap import create_app
 from shared.settings import StatusSettings
 
 

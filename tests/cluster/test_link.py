@@ -61,7 +61,7 @@ def link(action: str, brokers: tuple[nodes.Node, nodes.Node]) -> subprocess.Comp
         [
             sys.executable,
             "-m",
-            "services.status.cli",
+            "hybridq_cli",
             "link",
             action,
             *_flags(*brokers),

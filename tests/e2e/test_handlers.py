@@ -150,7 +150,7 @@ async def test_child_jobs_carry_parent_id_and_are_listed(stack: Stack, job_type:
     assert await children_of(stack.api, ids[0]) == []
     got = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.status.cli", "get", parent],
+        [sys.executable, "-m", "hybridq_cli", "get", parent],
         env={**os.environ, "HYBRIDQ_API": stack.api},
         capture_output=True,
         text=True,
@@ -191,7 +191,7 @@ async def test_heartbeats_list_the_live_workers(stack: Stack) -> None:
         assert isinstance(item["running"], list)
     shown = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.status.cli", "workers"],
+        [sys.executable, "-m", "hybridq_cli", "workers"],
         env={**os.environ, "HYBRIDQ_API": stack.api},
         capture_output=True,
         text=True,

@@ -294,7 +294,7 @@ async def test_unknown_and_malformed_schedule_ids(stack: Stack) -> None:
 
 def hybridq(api: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.status.cli", *args, "--api", api],
+        [sys.executable, "-m", "hybridq_cli", *args, "--api", api],
         capture_output=True,
         text=True,
         timeout=30,

@@ -224,7 +224,7 @@ async def test_stats_and_metrics(stack: Stack) -> None:
 def cli(stack: Stack, *args: str, token: str = ADMIN) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HYBRIDQ_API": stack.api, "HYBRIDQ_TOKEN": token}
     return subprocess.run(
-        [sys.executable, "-m", "services.status.cli", *args],
+        [sys.executable, "-m", "hybridq_cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.status.app import create_app
+from services.status.bootstrap import create_app
 from shared.settings import StatusSettings
 
 
@@ -59,7 +59,7 @@ async def test_a_trailing_slash_goes_back_to_the_page(client: httpx.AsyncClient)
 
 def test_no_external_url_in_the_dashboard() -> None:
     """Nothing from a CDN: the page must work without internet."""
-    from services.status.ui.routes import FILES
+    from services.status.entrypoints.ui.routes import FILES
 
     for name, path in FILES.items():
         text = path.read_text()
@@ -72,7 +72,7 @@ async def test_a_name_outside_the_shipped_files_is_refused(name: str) -> None:
     """The URL path may arrive un-normalised (no client does it for us): only known names."""
     from fastapi import HTTPException
 
-    from services.status.ui.routes import static
+    from services.status.entrypoints.ui.routes import static
 
     with pytest.raises(HTTPException) as refused:
         await static(name)

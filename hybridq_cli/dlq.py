@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from services.status.cli.app import (
+from hybridq_cli.app import (
     DEFAULT_API,
     ApiOption,
     JsonOption,
@@ -15,7 +15,7 @@ from services.status.cli.app import (
     call,
     table,
 )
-from services.status.cli.app import dlq_app as dlq
+from hybridq_cli.app import dlq_app as dlq
 
 
 @dlq.command("list")

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status.api.streams import StreamSlots
+from services.status.entrypoints.http.streams import StreamSlots
 from services.status.operations import BackendUnavailable, PolicyRefusal
 from shared.bus import Bus
 from shared.placement.rules import Rules

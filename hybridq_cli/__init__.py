@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from services.status.cli import dlq, jobs, link, schedules, workers  # noqa: F401
-from services.status.cli.app import app
+from hybridq_cli import dlq, jobs, link, schedules, workers  # noqa: F401
+from hybridq_cli.app import app
 
 
 def main() -> None:

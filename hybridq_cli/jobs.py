@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from services.status.cli.app import (
+from hybridq_cli.app import (
     DEFAULT_API,
     ApiOption,
     JsonOption,

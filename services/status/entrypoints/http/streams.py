@@ -23,7 +23,7 @@ from services.status import queries
 from services.status.projection import TERMINAL
 
 if TYPE_CHECKING:
-    from services.status.api.deps import Resources
+    from services.status.entrypoints.http.deps import Resources
 
 
 class StreamSlots:

@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.status import workers
-from services.status.api.auth import Reader
-from services.status.api.deps import Res
+from services.status.entrypoints.http.auth import Reader
+from services.status.entrypoints.http.deps import Res
 
 router = APIRouter(tags=["workers"])
 

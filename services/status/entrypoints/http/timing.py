@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from services.status.api.limits import ASGIApp, Message, Receive, Scope, Send
+from services.status.entrypoints.http.limits import ASGIApp, Message, Receive, Scope, Send
 from services.status.queries import DatabaseTime
 from shared.metrics import API_LATENCY
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.status.cli.app import (
+from hybridq_cli.app import (
     DEFAULT_API,
     ApiOption,
     JsonOption,

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.status.api.limits import ASGIApp, Receive, Scope, Send
+from services.status.entrypoints.http.limits import ASGIApp, Receive, Scope, Send
 from shared.settings import StatusSettings
 
 bearer = HTTPBearer(auto_error=False)

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from services.status import operations, queries
-from services.status.api.auth import Admin, Reader
-from services.status.api.deps import Res, unavailable
-from services.status.api.schemas import DeadLetterPage, Redriven, RedriveRequest
+from services.status.entrypoints.http.auth import Admin, Reader
+from services.status.entrypoints.http.deps import Res, unavailable
+from services.status.entrypoints.http.schemas import DeadLetterPage, Redriven, RedriveRequest
 
 router = APIRouter(tags=["dead letters"])
 

@@ -1,4 +1,4 @@
-"""The status service's composition root: settings -> engine, broker -> FastAPI app."""
+"""The status service's composition root: settings -> engines, broker -> the role's parts."""
 
 from __future__ import annotations
 
@@ -6,33 +6,22 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Literal
+from typing import Literal
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi_offline import FastAPIOffline
+from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.status import leases, outbox, redrives, workers
-from services.status.api import dead_letters, jobs, system
-from services.status.api import groups as group_routes
-from services.status.api import schedules as schedule_routes
-from services.status.api import workers as worker_routes
-from services.status.api.auth import AuthGate
-from services.status.api.deps import Resources
-from services.status.api.limits import BodyLimit
-from services.status.api.streams import StreamSlots
-from services.status.api.timing import Timing
 from services.status.background import start_background, stop_background
 from services.status.consumers import subscribe
-from services.status.db_errors import is_backend_error
+from services.status.entrypoints.http import app as http_app
+from services.status.entrypoints.http import system
+from services.status.entrypoints.http.deps import Resources
+from services.status.entrypoints.http.streams import StreamSlots
 from services.status.projector import Projector
 from services.status.schedules.firer import Firer
-from services.status.ui import routes as ui
 from services.status.write_side import write_side
 from shared import topology
 from shared.bus import Bus, make_broker
@@ -116,24 +105,7 @@ def create_app(settings: StatusSettings | None = None, role: Role = "all") -> Fa
             await _warm(reads, WARM_CONNECTIONS)
             yield
 
-    # API docs served from the package, not a CDN: private networks often have no internet
-    app = FastAPIOffline(
-        title="hybridq status API",
-        version="1",
-        description="Where every hybridq job is and why. See README and docs/.",
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.include_router(jobs.router)
-    app.include_router(dead_letters.router)
-    app.include_router(group_routes.router)
-    app.include_router(schedule_routes.router)
-    app.include_router(worker_routes.router)
-    app.include_router(system.router)
-    app.include_router(ui.router)
-    _errors(app)
-    _middleware(app, settings)
-    return app
+    return http_app.build(settings, lifespan)
 
 
 @asynccontextmanager
@@ -200,42 +172,3 @@ async def _relay_redrives(engine: AsyncEngine, bus: Bus) -> None:
             await redrives.relay(engine, bus)
         except Exception:  # database away: next round
             log.warning("redrive relay failed; retrying", exc_info=True)
-
-
-def _errors(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "(body)",
-                "message": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body: Any = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        """The last resort: broker or database trouble is 503 (try again); anything else
-        is a bug, logged with its trace (the tests make sure no client input gets here)."""
-        if is_backend_error(exc):
-            return JSONResponse(
-                {"detail": "the database or broker did not answer; try again"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
-
-
-def _middleware(app: FastAPI, settings: StatusSettings) -> None:
-    """Outermost first: auth (nothing is read for a refused caller), body limits, timing."""
-
-    app.add_middleware(Timing)
-    app.add_middleware(BodyLimit)
-    app.add_middleware(AuthGate, settings=settings)

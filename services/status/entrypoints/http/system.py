@@ -12,9 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 
 from services.status import queries
-from services.status.api.auth import Reader
-from services.status.api.deps import Res, Resources
-from services.status.api.schemas import Stats
+from services.status.entrypoints.http.auth import Reader
+from services.status.entrypoints.http.deps import Res, Resources
+from services.status.entrypoints.http.schemas import Stats
 from services.status.write_side import METRICS_ENV
 from shared import topology
 from shared.contracts.jobs import Site

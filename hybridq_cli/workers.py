@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from services.status.cli.app import DEFAULT_API, ApiOption, JsonOption, TokenOption, app, call
+from hybridq_cli.app import DEFAULT_API, ApiOption, JsonOption, TokenOption, app, call
 
 
 @app.command()

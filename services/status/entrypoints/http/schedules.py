@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.status import operations
-from services.status.api.auth import Reader
-from services.status.api.deps import Res, policy_error
+from services.status.entrypoints.http.auth import Reader
+from services.status.entrypoints.http.deps import Res, policy_error
 from services.status.schedules import store
 from services.status.schedules.timing import (
     MAX_EVERY_SECONDS,

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from services.status import operations, queries
-from services.status.api.auth import Admin, Reader
-from services.status.api.deps import Res, policy_error, unavailable
-from services.status.api.schemas import (
+from services.status.entrypoints.http.auth import Admin, Reader
+from services.status.entrypoints.http.deps import Res, policy_error, unavailable
+from services.status.entrypoints.http.schemas import (
     Accepted,
     CancelRequest,
     EventList,
@@ -21,7 +21,7 @@ from services.status.api.schemas import (
     Submitted,
     UtcDatetime,
 )
-from services.status.api.streams import BoundedStream, follow
+from services.status.entrypoints.http.streams import BoundedStream, follow
 from services.status.projection import STATUSES
 from shared.contracts.jobs import JobSubmitted
 

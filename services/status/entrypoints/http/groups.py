@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.status import groups, operations
-from services.status.api.auth import Reader
-from services.status.api.deps import Res, policy_error
-from services.status.api.schemas import JobViewOut, SubmitJob, no_nul
+from services.status.entrypoints.http.auth import Reader
+from services.status.entrypoints.http.deps import Res, policy_error
+from services.status.entrypoints.http.schemas import JobViewOut, SubmitJob, no_nul
 from shared.contracts.jobs import JobSubmitted, JobType
 
 router = APIRouter(tags=["job groups"])

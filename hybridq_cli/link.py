@@ -21,7 +21,7 @@ import httpx
 import typer
 from faststream.rabbit import RabbitExchange, RabbitQueue
 
-from services.status.cli.app import app, fail
+from hybridq_cli.app import app, fail
 from shared import topology
 from shared.bus import make_broker
 from shared.contracts.jobs import Site

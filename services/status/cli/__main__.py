@@ -1,5 +1,0 @@
-"""`python -m services.status.cli` (the `hybridq` command)."""
-
-from services.status.cli import main
-
-main()

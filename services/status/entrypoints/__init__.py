@@ -1,0 +1,1 @@
+"""How the outside reaches the status service: the HTTP API and dashboard, the consumers."""
