@@ -7,8 +7,10 @@ Permissions are derived from what each service declares, binds, consumes and pub
   write      exchanges it publishes to, and queues it binds (binding needs write on them)
   read       queues it consumes, and exchanges it binds queues to
   topic      on the topic exchanges it writes to, the routing keys it may use: a worker
-             publishes only what a worker reports (shared/identity.py) and dispatches only
-             to its own site; nobody but the status service publishes `job.cancelled`
+             publishes only its own site's event batches (`events.<site>`; what each event
+             may say is checked by the consumers, shared/identity.py) and dispatches only
+             to its own site; only the status service publishes `events.status`, which
+             carries cancellations
 So the public worker can read `jobs.public` but not `jobs.private`, cannot delete or bind
 `jobs.private`, and only the router reads `jobs.router.intake`. Nobody may write to the
 default exchange (`amq.default`). Users carry no password: set one per user at deploy
@@ -28,17 +30,13 @@ from typing import Any
 from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 
 from shared import identity, topology
-from shared.contracts.events import Event
+from shared.contracts import batches
 from shared.contracts.jobs import Site
 
 VHOST = "hybridq"
 ANY_KEY: tuple[str, ...] = ()
 WORKER_MESSAGE_KEYS = ("worker.heartbeat", "worker.lease", "worker.released")
 """Worker heartbeats and attempt leases (`worker.*` on `jobs.events`)."""
-
-
-def _keys(events: Iterable[type[Event]], *more: str) -> tuple[str, ...]:
-    return (*(e.routing_key for e in events), *more)
 
 
 @dataclass(frozen=True)
@@ -63,8 +61,8 @@ def _worker(site: Site, user: str) -> ServiceAccess:
         ((queue, topology.DISPATCH),),
         (queue, topology.CANCELLATIONS),
         {
-            topology.EVENTS: _keys(
-                identity.WORKER_EVENTS,
+            topology.EVENTS: (
+                batches.routing_key(site.value),  # its site's event batches, nothing else
                 *WORKER_MESSAGE_KEYS,
                 topology.CANCELLATIONS_SYNC_KEY,
                 topology.LINK_SYNC_KEY,  # a barrier marker behind the hybrid link
@@ -85,7 +83,10 @@ SERVICES = (
         topology.router_bindings(),
         (topology.ROUTER_INTAKE, topology.ROUTER_DUE, topology.CANCELLATIONS),
         {
-            topology.EVENTS: _keys(identity.ROUTER_EVENTS, topology.CANCELLATIONS_SYNC_KEY),
+            topology.EVENTS: (
+                batches.routing_key(batches.ROUTER_SOURCE),
+                topology.CANCELLATIONS_SYNC_KEY,
+            ),
             topology.DISPATCH: SITES,
             topology.DELAY: ANY_KEY,
             topology.DEAD_LETTER_EXCHANGE: ANY_KEY,
@@ -104,7 +105,7 @@ SERVICES = (
         ),
         {
             topology.INTAKE: (topology.SUBMITTED_KEY,),
-            topology.EVENTS: _keys(identity.STATUS_EVENTS),
+            topology.EVENTS: (batches.routing_key(batches.STATUS_SOURCE),),
             topology.DISPATCH: SITES,  # redrive
             topology.DELAY: ANY_KEY,
             topology.DEAD_LETTER_EXCHANGE: ANY_KEY,

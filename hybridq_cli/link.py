@@ -24,6 +24,7 @@ from faststream.rabbit import RabbitExchange, RabbitQueue
 from hybridq_cli.app import app, fail
 from shared import topology
 from shared.bus import make_broker
+from shared.contracts import batches
 from shared.contracts.jobs import Site
 
 link_app = typer.Typer(help="The hybrid link to the public site's broker.", no_args_is_help=True)
@@ -32,15 +33,17 @@ app.add_typer(link_app, name="link")
 PRIVATE, PUBLIC = "private", "public"
 PREFIX = "hybridq-link-"
 WORKER_EVENT_KEYS = (
+    batches.routing_key(Site.PUBLIC.value),
+    "worker.#",
+    # a v1.1 public worker's single events, during a rolling upgrade
     "job.started",
     "job.progress",
     "job.succeeded",
     "job.failed",
     "job.dead_lettered",
-    "worker.#",
 )
-"""What public workers report (contract §3.2); `job.cancelled` flows the other way, so the
-two directions never feed each other."""
+"""What public workers publish (contract §3.2); the status service's batches (with the
+cancellations) flow the other way, so the two directions never feed each other."""
 
 
 def _link_queue(name: str, kind: topology.WorkQueueType) -> RabbitQueue:
@@ -99,11 +102,14 @@ def _link_bindings(side: str, kind: topology.WorkQueueType) -> list[LinkBinding]
     shovel (private -> public), so a marker read back proves every cancellation before it
     arrived (shared/cancellations.py). That shovel publishes straight into the public
     cancellations stream (`dest-queue`), so markers never loop back."""
-    cancels, events = topology.CANCELLED_KEY, topology.EVENTS
-    sync = topology.LINK_SYNC_KEY
+    events, sync = topology.EVENTS, topology.LINK_SYNC_KEY
     if side == PRIVATE:
         outbound = _link_queue("jobs.link.cancellations", kind)
-        return [(outbound, events, cancels), (outbound, events, sync)]
+        return [
+            (outbound, events, topology.STATUS_EVENTS_KEY),
+            (outbound, events, topology.CANCELLED_KEY),  # a v1.1 status service's
+            (outbound, events, sync),
+        ]
     return [
         *((_link_queue("jobs.link.events", kind), events, key) for key in WORKER_EVENT_KEYS),
         (_link_queue("jobs.link.events", kind), events, sync),

@@ -10,7 +10,9 @@ from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
 from shared import topology
-from shared.contracts.events import EVENT_TYPES, JobCancelled
+from shared.contracts import batches
+from shared.contracts.batches import EventBatch
+from shared.contracts.events import EVENT_TYPES
 from shared.contracts.jobs import JobSubmitted, PlacedJob, Site
 from shared.contracts.workers import AttemptLeased, AttemptReleased, WorkerHeartbeat
 
@@ -19,9 +21,28 @@ hybridq: a hybrid-cloud job scheduler over RabbitMQ. Clients publish JobSubmitte
 `jobs.intake` (routing key `job.submitted`); the router places each job on the public or
 private site and publishes it to `jobs.dispatch` (routing key = site), which feeds the
 `jobs.public` / `jobs.private` queues; every service publishes lifecycle events to
-`jobs.events` with routing key `job.<event>`. Messages are JSON, persistent, published
-with confirms. What cannot be processed goes to the `jobs.dead-letter` queue (through the
+`jobs.events` several to a message (event batches `{"schema_version": 2, "events": [...]}`,
+routing key `events.<source>`). Messages are JSON, persistent, mandatory, published with
+confirms. What cannot be processed goes to the `jobs.dead-letter` queue (through the
 `jobs.dlx` exchange) with `x-hybridq-reason` and `x-hybridq-source-queue` headers."""
+
+
+SOURCES = (
+    (batches.ROUTER_SOURCE, "the router (submitted, rejected, scheduled, routed)"),
+    (
+        Site.PUBLIC.value,
+        "the public site's workers (started, progress, succeeded, failed, dead-lettered)",
+    ),
+    (
+        Site.PRIVATE.value,
+        "the private site's workers (started, progress, succeeded, failed, dead-lettered)",
+    ),
+    (
+        batches.STATUS_SOURCE,
+        "the status service (cancelled, redriven, and the endings it "
+        "records for dead letters and lapsed leases)",
+    ),
+)
 
 
 def build() -> AsyncAPI:
@@ -33,14 +54,33 @@ def build() -> AsyncAPI:
         title=f"{topology.INTAKE.name}:{topology.SUBMITTED_KEY}",
         description="A client submits a job (or POST /jobs). Unknown fields are rejected.",
     )
-    for event in EVENT_TYPES:
+    for source, who in SOURCES:
+        key = batches.routing_key(source)
         broker.publisher(
             exchange=topology.EVENTS,
-            routing_key=event.routing_key,
-            schema=event,
-            title=f"{topology.EVENTS.name}:{event.routing_key}",
-            description=(event.__doc__ or event.__name__).strip(),
+            routing_key=key,
+            schema=EventBatch,
+            title=f"{topology.EVENTS.name}:{key}",
+            description=(
+                f"Event batches from {who}: 1 to {batches.MAX_EVENTS} lifecycle events "
+                "(discriminated by `type`), at most 1 MiB, persistent, confirmed, mandatory, "
+                "with the publisher's `user_id`."
+            ),
         )
+
+    async def project(batch: EventBatch) -> None:
+        """The status service projects every event; during an upgrade it also takes a
+        v1.1 single event (one of the event schemas, routing key `job.<event>`)."""
+
+    broker.subscriber(
+        topology.STATUS_EVENTS,
+        topology.EVENTS,
+        title=f"{topology.STATUS_EVENTS.name}:consume",
+        description=(
+            f"Bound `{topology.EVENT_BATCHES_KEY}` (batches) and `{topology.V11_EVENTS_KEY}` "
+            "(v1.1 single events: " + ", ".join(f"`{e.routing_key}`" for e in EVENT_TYPES) + ")."
+        ),
+    )(project)
     for message in (WorkerHeartbeat, AttemptLeased, AttemptReleased):
         broker.publisher(
             exchange=topology.EVENTS,
@@ -69,7 +109,7 @@ def build() -> AsyncAPI:
             description=f"The {site.value} worker's queue.",
         )(run)
 
-    async def follow(event: JobCancelled) -> None:
+    async def follow(batch: EventBatch) -> None:
         """Every router and worker replays the cancellations kept, then follows them."""
 
     broker.subscriber(
@@ -77,8 +117,9 @@ def build() -> AsyncAPI:
         topology.EVENTS,
         title=f"{topology.CANCELLATIONS.name}:consume",
         description=(
-            "A stream of `job.cancelled` events (kept "
-            f"{topology.CANCELLATIONS_MAX_AGE}), replayed from the first at every start; "
+            f"A stream of the status service's event batches (`{topology.STATUS_EVENTS_KEY}`, "
+            "whose JobCancelled events cancel; v1.1's `job.cancelled` too), kept "
+            f"{topology.CANCELLATIONS_MAX_AGE}, replayed from the first at every start; "
             f"also holds `{topology.CANCELLATIONS_SYNC_KEY}` markers."
         ),
     )(follow)

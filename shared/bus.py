@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from shared import topology
 from shared.connection import FailoverBroker
+from shared.contracts import batches
 from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
 from shared.contracts.workers import WorkerMessage
@@ -100,6 +102,127 @@ def _body(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
+LINGER_SECONDS = 0.005
+"""The longest an event waits for its batch (contract §3.2: at most 10 ms), and only while
+the publisher's previous batch is still unconfirmed: when nothing is in flight, a batch
+leaves at the end of the event-loop turn that emitted its events."""
+
+
+class EventBatcher:
+    """Lifecycle events several to a message (contract v1.2 §3.2).
+
+    `emit` queues events and returns a future resolved once the batch that carries them is
+    confirmed (or failed with the publish's error). What one turn of the event loop emits
+    leaves together at the end of that turn; while a batch is still unconfirmed, new events
+    gather for the next one until that confirm (or LINGER_SECONDS) comes, as Nagle's
+    algorithm does for TCP: no waiting when idle, larger batches under load. Batches leave in
+    the order their events were emitted, on one channel, so their order is kept.
+    """
+
+    def __init__(
+        self, send: Callable[[bytes], Awaitable[None]], *, linger: float = LINGER_SECONDS
+    ) -> None:
+        self._send = send
+        self._linger = linger
+        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
+        self._in_flight = 0
+        self._scheduled: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def emit(self, events: Sequence[Event]) -> asyncio.Future[None]:
+        """Queue `events` (in order) for the next batch; the future is the batch's confirm."""
+        loop = asyncio.get_running_loop()
+        confirmed: asyncio.Future[None] = loop.create_future()
+        if not events:
+            confirmed.set_result(None)
+            return confirmed
+        parts = [(e, loop.create_future()) for e in events]
+        self._pending.extend(parts)
+        _gather_into(confirmed, [f for _, f in parts])
+        confirmed.add_done_callback(_retrieved)  # an emit nobody awaits logs no error
+        if self._scheduled is None:
+            if self._in_flight:
+                self._scheduled = loop.call_later(self._linger, self._flush)
+            else:
+                self._scheduled = loop.call_soon(self._flush)
+        return confirmed
+
+    def _flush(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        pending, self._pending = self._pending, []
+        start = 0
+        for body, count in batches.encode([e for e, _ in pending]):
+            waiters = [f for _, f in pending[start : start + count]]
+            start += count
+            self._in_flight += 1
+            task = asyncio.ensure_future(self._publish(body, waiters))  # started in order
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, body: bytes, waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self._send(body)
+        except BaseException as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc if isinstance(exc, Exception) else DeliveryStopped())
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        finally:
+            self._in_flight -= 1
+            if self._pending and not self._in_flight:  # what gathered meanwhile goes now
+                if self._scheduled is not None:
+                    self._scheduled.cancel()
+                self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
+
+    async def drain(self) -> None:
+        """Send what is queued now and wait for every batch in flight."""
+        if self._pending:
+            self._flush()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def confirmed_together(*publishes: Awaitable[None]) -> None:
+    """Await several publishes started at once (an event batch and a dispatch, say): all
+    are waited for, then the first error, if any, is raised (none is left unobserved)."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+class DeliveryStopped(Exception):
+    """The batch's publish was cancelled (the process is stopping): not confirmed."""
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _gather_into(target: asyncio.Future[None], parts: list[asyncio.Future[None]]) -> None:
+    """Resolve `target` once every part is done: with the first part's error, if any."""
+    left = len(parts)
+
+    def done(part: asyncio.Future[None]) -> None:
+        nonlocal left
+        left -= 1
+        if target.done():
+            return
+        if not part.cancelled() and part.exception() is not None:
+            target.set_exception(part.exception())  # type: ignore[arg-type]
+        elif left == 0:
+            target.set_result(None)
+
+    for part in parts:
+        part.add_done_callback(done)
+
+
 class Bus:
     """Publishes hybridq messages. Every publish is persistent, mandatory and awaits its
     confirm (a return -- no queue took it -- raises `aiormq.exceptions.PublishError`), for
@@ -116,12 +239,24 @@ class Bus:
     """
 
     def __init__(
-        self, broker: RabbitBroker, *, confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS
+        self,
+        broker: RabbitBroker,
+        *,
+        source: str = batches.STATUS_SOURCE,
+        confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS,
+        linger: float = LINGER_SECONDS,
     ) -> None:
+        """`source`: who speaks (`router`, `status`, or a site's name for its workers): the
+        event batches' routing key is `events.<source>` (contract §3.2)."""
         self.broker = broker
         self.confirm_timeout = confirm_timeout
         amqp_url = getattr(broker, "node_urls", [""])[0]
         self.user = broker_user(amqp_url) if amqp_url else None
+        self.events_key = batches.routing_key(source)
+        self._batcher = EventBatcher(self._send_batch, linger=linger)
+
+    async def _send_batch(self, body: bytes) -> None:
+        await self._publish(body, topology.EVENTS, self.events_key)
 
     async def _publish(
         self,
@@ -170,10 +305,18 @@ class Bus:
             timeout=self.confirm_timeout,
         )
 
+    def emit(self, *events: Event) -> asyncio.Future[None]:
+        """Put `events` in this publisher's next event batch; the future resolves when that
+        batch is confirmed. Await it before settling a delivery that depends on them."""
+        return self._batcher.emit(events)
+
     async def event(self, event: Event) -> None:
-        await self._publish(
-            _body(event), topology.EVENTS, event.routing_key, message_id=str(event.event_id)
-        )
+        """Publish one event (in the next batch) and wait for its batch's confirm."""
+        await self._batcher.emit((event,))
+
+    async def drain(self) -> None:
+        """Send the events still queued and wait for their batches (before stopping)."""
+        await self._batcher.drain()
 
     async def worker_message(
         self, message: WorkerMessage, *, expiration: float | None = None

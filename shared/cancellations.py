@@ -1,7 +1,9 @@
 """Which jobs have been cancelled: every router and worker process replays the
 `jobs.cancellations` stream at start, then follows it live.
 
-The stream (shared/topology.py) is bound to `jobs.events` / `job.cancelled` and keeps
+The stream (shared/topology.py) is bound to `jobs.events` / `events.status` (the status
+service's event batches, which carry its cancellations; `job.cancelled` for a v1.1 status
+service during an upgrade) and keeps
 CANCELLATIONS_MAX_AGE of them, so a process started after a cancel (a restart, a new
 replica, KEDA scaling a worker from zero) still learns it, without database access.
 
@@ -34,12 +36,12 @@ from uuid import UUID, uuid4
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustQueue
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.schemas import Channel
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from shared import topology
 from shared.bus import Bus
 from shared.connection import FailoverConnection
+from shared.contracts import batches
 from shared.contracts.events import JobCancelled
 from shared.identity import WorkerUsers
 
@@ -201,8 +203,9 @@ class Cancellations:
 class CancellationFeed:
     """Replays and follows `jobs.cancellations` on the service's own connection.
 
-    Only messages published to `jobs.events` with `job.cancelled` by a non-worker user
-    cancel (workers cannot publish that key at all: topic permissions); anything else in
+    Only JobCancelled events published to `jobs.events` with `events.status` (or v1.1's
+    `job.cancelled`) by a non-worker user cancel (workers cannot publish those keys at all:
+    topic permissions); anything else in
     the stream is a sync marker or ignored. The stream cannot dead-letter, so a bad
     message is logged and skipped (the status service sees the same event anyway).
     """
@@ -415,17 +418,33 @@ class CancellationFeed:
         if message.routing_key == topology.CANCELLATIONS_SYNC_KEY:
             self.cancellations.marker_seen(_marker_of(message.body))
             return
-        if not linked and message.routing_key != topology.CANCELLED_KEY:
+        if not linked and message.routing_key not in CANCELLING_KEYS:
             return
         if self.workers.is_worker(message.user_id):
             log.warning("cancellation published by a worker's user: ignored")
             return
-        try:
-            event = JobCancelled.model_validate_json(message.body)
-        except ValidationError:
-            log.warning("unreadable cancellation in the stream: skipped")
-            return
-        self.cancellations.cancel(event.job_id, event.occurred_at)
+        for event in cancellations_in(message.body):
+            self.cancellations.cancel(event.job_id, event.occurred_at)
+
+
+CANCELLING_KEYS = frozenset({topology.STATUS_EVENTS_KEY, topology.CANCELLED_KEY})
+"""The status service's event batches, and a v1.1 status service's single JobCancelled."""
+
+
+def cancellations_in(body: bytes) -> list[JobCancelled]:
+    """The JobCancelled events of a stream message: an event batch (the status service's
+    other events in it are not cancellations) or a v1.1 single event. The stream cannot
+    dead-letter, so anything unreadable is logged and skipped (the status service, which
+    published it, sees the same events on its own queue)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        log.warning("unreadable message in the cancellations stream: skipped")
+        return []
+    items = batches.read_items(data)
+    if any(isinstance(item, batches.Unreadable) for item in items):
+        log.warning("unreadable event in the cancellations stream: skipped")
+    return [item for item in items if isinstance(item, JobCancelled)]
 
 
 def _marker_of(body: bytes) -> str:

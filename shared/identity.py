@@ -71,24 +71,41 @@ class WorkerUsers:
     def is_worker(self, user_id: str | None) -> bool:
         return self.site_of(user_id) is not None
 
-    def may_report(self, user_id: str | None, event: Event, job_site: Site | None) -> bool:
-        """Whether an event on `jobs.events` published by `user_id` may be applied to a job
-        placed on `job_site` (None: not known yet).
+    def speaker(self, user_id: str | None) -> Speaker:
+        """Who published a message on `jobs.events`, as far as a consumer may trust it."""
+        return Speaker(self.site_of(user_id), anonymous=user_id is None)
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """The publisher of a message, as its validated `user_id` tells: a worker's user speaks
+    only for `site`; `anonymous` (no `user_id`) means RabbitMQ validated nothing, so the
+    message may be anyone's, a worker's included."""
+
+    site: Site | None = None
+    anonymous: bool = False
+
+    def may_report(self, event: Event, job_site: Site | str | None) -> bool:
+        """Whether `event` from this publisher may be applied to a job placed on `job_site`
+        (None: not known yet).
 
         A worker's user may report only WORKER_EVENTS, only for its own site (the event's
         `site` field, where it has one, and the job's). A worker event without `user_id`
         is refused: the property is validated only when present, and workers may publish
-        those keys. Other events are bounded by the topic permissions (no worker may
-        publish them), so they are not restricted here."""
+        worker events. Other events are bounded by the topic permissions (no worker may
+        publish them): refused only from a worker's user."""
         if not isinstance(event, WORKER_EVENTS):
-            return not self.is_worker(user_id)
-        if user_id is None:
+            return self.site is None
+        if self.anonymous:
             return False
-        own = self.site_of(user_id)
-        if own is None:
+        if self.site is None:
             return True
         claimed = getattr(event, "site", None)
-        return claimed in (None, own) and job_site in (None, own)
+        return all(s in (None, self.site.value) for s in (_value(claimed), _value(job_site)))
+
+
+def _value(site: Site | str | None) -> str | None:
+    return site.value if isinstance(site, Site) else site
 
 
 # -- which service owns which fact (contract section 3.2) --------------------------------

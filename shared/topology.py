@@ -98,7 +98,13 @@ ROUTER_DUE = _quorum(
     routing_key=DUE_KEY,
     **{"x-delivery-limit": INTAKE_DELIVERY_LIMIT, **_DEAD_LETTERING},
 )
-STATUS_EVENTS = _classic("jobs.status.events", routing_key="job.#", **_DEAD_LETTERING)
+EVENT_BATCHES_KEY = "events.#"
+"""Every event batch, whatever its source (`events.router`, `events.status`,
+`events.<site>`): contract v1.2 §3.2."""
+V11_EVENTS_KEY = "job.#"
+"""A v1.1 single event (`job.<event>`), still taken during a rolling upgrade."""
+STATUS_EVENTS = _classic("jobs.status.events", routing_key=EVENT_BATCHES_KEY, **_DEAD_LETTERING)
+STATUS_EVENTS_V11 = _classic("jobs.status.events", routing_key=V11_EVENTS_KEY, **_DEAD_LETTERING)
 STATUS_DEAD_LETTERS = _classic("jobs.status.dead-letters")
 WORKER_KEYS = "worker.#"
 STATUS_WORKERS = _classic("jobs.status.workers", routing_key=WORKER_KEYS, **_DEAD_LETTERING)
@@ -107,6 +113,9 @@ STATUS_WORKERS = _classic("jobs.status.workers", routing_key=WORKER_KEYS, **_DEA
 
 # -- cancellations (a stream every router and worker replays at start) ------------------
 CANCELLED_KEY = "job.cancelled"
+"""A v1.1 status service's single JobCancelled (rolling upgrade)."""
+STATUS_EVENTS_KEY = "events.status"
+"""The status service's event batches: its cancellations travel in them (contract §3.2)."""
 CANCELLATIONS_SYNC_KEY = "cancellations.sync"
 LINK_SYNC_KEY = "cancellations.link-sync"
 """A worker's barrier marker behind the hybrid link: routed only where `hybridq link setup`
@@ -118,7 +127,8 @@ CANCELLATIONS_MAX_AGE = "30D"
 """Covers the longest wait of a queued job (7-day delays, retries, backlog) with margin;
 the same as the default RETENTION_DAYS, after which the job itself is forgotten."""
 _STREAM = {"x-max-age": CANCELLATIONS_MAX_AGE, "x-stream-max-segment-size-bytes": 8_000_000}
-CANCELLATIONS = _queue("jobs.cancellations", QueueType.STREAM, CANCELLED_KEY, **_STREAM)
+CANCELLATIONS = _queue("jobs.cancellations", QueueType.STREAM, STATUS_EVENTS_KEY, **_STREAM)
+CANCELLATIONS_V11 = _queue(CANCELLATIONS.name, QueueType.STREAM, CANCELLED_KEY, **_STREAM)
 CANCELLATIONS_SYNC = _queue(CANCELLATIONS.name, QueueType.STREAM, CANCELLATIONS_SYNC_KEY, **_STREAM)
 
 
@@ -227,6 +237,7 @@ def base_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Binding,
             (DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE),
             (STATUS_WORKERS, EVENTS),
             (CANCELLATIONS, EVENTS),
+            (CANCELLATIONS_V11, EVENTS),
             (CANCELLATIONS_SYNC, EVENTS),
         ),
         kind,
@@ -239,7 +250,9 @@ def router_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
     (else every event would be refused and intake handed back)."""
     return (
         *base_bindings(kind),
-        *_kinded([(ROUTER_INTAKE, INTAKE), (STATUS_EVENTS, EVENTS)], kind),
+        *_kinded(
+            [(ROUTER_INTAKE, INTAKE), (STATUS_EVENTS, EVENTS), (STATUS_EVENTS_V11, EVENTS)], kind
+        ),
     )
 
 
@@ -254,6 +267,7 @@ def status_bindings(kind: WorkQueueType = WorkQueueType.CLASSIC) -> tuple[Bindin
             [
                 (ROUTER_INTAKE, INTAKE),
                 (STATUS_EVENTS, EVENTS),
+                (STATUS_EVENTS_V11, EVENTS),
                 (STATUS_DEAD_LETTERS, DEAD_LETTER_EXCHANGE),
             ],
             kind,

@@ -14,13 +14,14 @@ from faststream.rabbit.annotations import RabbitMessage
 from shared import health, topology
 from shared.bus import Bus, make_broker
 from shared.cancellations import CancellationFeed, Cancellations
+from shared.contracts.batches import ROUTER_SOURCE
 from shared.contracts.jobs import Site
 from shared.health import broker_check
 from shared.identity import WorkerUsers
-from shared.metrics import ROUTER_OUTCOMES, serve_metrics
+from shared.metrics import serve_metrics
 from shared.placement.rules import Rules, load_rules
 from shared.queue_depth import QueueDepths
-from shared.service import RawHandler, settle, stop_deliveries, the_delivery
+from shared.service import settle, stop_deliveries, the_delivery
 from shared.settings import RouterSettings
 
 from .dedup import Ledger
@@ -56,7 +57,7 @@ def build(
     settings = settings or RouterSettings()
     rules = rules or load_rules(settings.routing_rules)
     broker = make_broker(settings.amqp_url, settings.prefetch)
-    bus = Bus(broker)
+    bus = Bus(broker, source=ROUTER_SOURCE)
     depths = QueueDepths(settings.amqp_url, [PRIVATE_QUEUE], settings.backlog_max_age_seconds)
     ledger = Ledger(
         ledger_store or PostgresLedgerStore(settings.database_url),
@@ -93,7 +94,7 @@ def build(
         async def handle(body: bytes, queue: str) -> str:
             return await intake.handle(body, queue, redelivered=redelivered)
 
-        await settle(msg, topology.ROUTER_INTAKE.name, _counted(handle))
+        await settle(msg, topology.ROUTER_INTAKE.name, handle)
 
     @due_subscriber
     async def on_due(msg: RabbitMessage) -> None:
@@ -150,16 +151,3 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return run
-
-
-def _counted(handle: RawHandler) -> RawHandler:
-    async def wrapper(body: bytes, queue: str) -> str:
-        outcome = await handle(body, queue)
-        ROUTER_OUTCOMES.labels(outcome=outcome.split(":")[0], rule=_rule(outcome)).inc()
-        return outcome
-
-    return wrapper
-
-
-def _rule(outcome: str) -> str:
-    return outcome.split(":", 1)[1] if ":" in outcome else ""

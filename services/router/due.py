@@ -17,7 +17,7 @@ from shared.dead_letters import DeadLetterReason
 from shared.identity import WorkerUsers
 
 from .dedup import Ledger, dispatch_key
-from .intake import routed_event
+from .intake import Outcome, counted, placed_with_events, routed_event
 
 log = logging.getLogger("hybridq.router.due")
 
@@ -46,7 +46,7 @@ class DueJobs:
         publisher: str | None = None,
         *,
         redelivered: bool = False,
-    ) -> str:
+    ) -> Outcome:
         """`publisher`: the message's validated `user_id` (kept through the delay tiers)."""
         try:
             job = PlacedJob.model_validate_json(body)
@@ -54,7 +54,7 @@ class DueJobs:
             await self.bus.dead_letter(
                 body, reason=DeadLetterReason.SCHEMA, source_queue=source_queue, detail=str(exc)
             )
-            return "dead_lettered"
+            return counted(Outcome.DEAD_LETTERED, DeadLetterReason.SCHEMA)
         if not self.workers.may_speak_for(publisher, job.site):
             # a worker parked a job for another site: refused, and no event, so that such
             # a message cannot end or change the job it names
@@ -64,20 +64,20 @@ class DueJobs:
                 source_queue=source_queue,
                 detail=f"{publisher} may not park a job for the {job.site.value} site",
             )
-            return "forbidden"
+            return counted(Outcome.FORBIDDEN)
         if self.cancellations.is_cancelled(job.job_id):
             log.info("cancelled while waiting: dropped", extra={"job_id": str(job.job_id)})
-            return "cancelled"
+            return counted(Outcome.CANCELLED)
         now = self.clock()
         remaining = (job.run_at - now).total_seconds() if job.run_at else 0.0
         if remaining >= SHORTEST_TIER_SECONDS:
             await self.bus.delay(job, now, same_park=True)
-            return "waiting"
+            return counted(Outcome.WAITING)
         # Due: dispatch each (job_id, attempt) once, however often its message arrives.
         key = dispatch_key(job.job_id, job.attempt, job.park_id)
         if not await self.ledger.acquire(key, redelivered=redelivered):
             log.info("duplicate due message: not dispatched again", extra={"key": key})
-            return "duplicate"
+            return counted(Outcome.DUPLICATE)
         try:
             await self._dispatch(job, remaining)
         except BaseException:
@@ -88,12 +88,13 @@ class DueJobs:
             "dispatched",
             extra={"job_id": str(job.job_id), "site": job.site.value, "attempt": job.attempt},
         )
-        return "dispatched"
+        return counted(Outcome.DISPATCHED)
 
     async def _dispatch(self, job: PlacedJob, remaining: float) -> None:
         if remaining > 0:  # less than the shortest tier: wait it out here (< 0.1 s)
             await asyncio.sleep(remaining)
         if job.announce:
-            await self.bus.event(routed_event(job))
             job = job.model_copy(update={"announce": False})
+            await placed_with_events(self.bus, self.bus.dispatch(job), routed_event(job))
+            return
         await self.bus.dispatch(job)

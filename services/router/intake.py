@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from shared.bus import Bus
 from shared.contracts.events import (
+    Event,
     FieldError,
     JobRejected,
     JobRouted,
@@ -18,12 +21,32 @@ from shared.contracts.events import (
 from shared.contracts.jobs import JobSubmitted, PlacedJob
 from shared.contracts.parsing import InvalidJob, parse_job_submitted
 from shared.errors import UnprocessableMessage
+from shared.metrics import ROUTER_OUTCOMES
 from shared.placement.decision import Placement, Refusal, place
 from shared.placement.rules import Rules
 
 from .dedup import Ledger, intake_key
 
 log = logging.getLogger("hybridq.router")
+
+
+class Outcome(StrEnum):
+    """What the router did with one intake or due message (logs and metrics)."""
+
+    ROUTED = "routed"
+    SCHEDULED = "scheduled"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+    FORBIDDEN = "forbidden"
+    CANCELLED = "cancelled"
+    WAITING = "waiting"
+    DISPATCHED = "dispatched"
+
+
+def counted(outcome: Outcome, rule: str = "") -> Outcome:
+    ROUTER_OUTCOMES.labels(outcome=outcome.value, rule=rule).inc()
+    return outcome
 
 
 def event_id(job_id: UUID, what: str) -> UUID:
@@ -46,17 +69,17 @@ class Intake:
         self.ledger = ledger
         self.clock = clock
 
-    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> str:
-        """Process one intake message; returns what happened (for logs and metrics)."""
+    async def handle(self, body: bytes, source_queue: str, *, redelivered: bool = False) -> Outcome:
+        """Process one intake message; returns what happened (counted in the metrics)."""
         try:
             job = parse_job_submitted(body)
         except UnprocessableMessage as exc:
             await self._unprocessable(body, exc, source_queue)
-            return f"dead_lettered:{exc.reason}"
+            return counted(Outcome.DEAD_LETTERED, exc.reason)
         key = intake_key(job.job_id)
         if not await self.ledger.acquire(key, redelivered=redelivered):
             log.info("duplicate job_id: not run again", extra={"job_id": str(job.job_id)})
-            return "duplicate"
+            return counted(Outcome.DUPLICATE)
         try:
             outcome = await self._accept(job)
         except BaseException:
@@ -65,25 +88,25 @@ class Intake:
         await self.ledger.finish(key)
         return outcome
 
-    async def _accept(self, job: JobSubmitted) -> str:
+    async def _accept(self, job: JobSubmitted) -> Outcome:
+        """Place the job; its events (one batch with other jobs' of this moment) and its
+        dispatch or parking are published together and all confirmed before the intake
+        delivery is acked."""
         now = self.clock()
-        await self.bus.event(
-            JobSubmittedEvent(
-                event_id=event_id(job.job_id, "submitted"), occurred_at=now, **job.spec_fields()
-            )
+        submitted = JobSubmittedEvent(
+            event_id=event_id(job.job_id, "submitted"), occurred_at=now, **job.spec_fields()
         )
         decision = place(job, self.rules, self.private_backlog)
         if isinstance(decision, Refusal):
-            await self.bus.event(
-                JobRejected(
-                    event_id=event_id(job.job_id, "rejected"),
-                    job_id=job.job_id,
-                    reason=decision.reason,
-                    errors=[FieldError(field=decision.field, message=decision.reason)],
-                )
+            rejected = JobRejected(
+                event_id=event_id(job.job_id, "rejected"),
+                job_id=job.job_id,
+                reason=decision.reason,
+                errors=[FieldError(field=decision.field, message=decision.reason)],
             )
+            await self.bus.emit(submitted, rejected)
             log.info("rejected by policy", extra={"job_id": str(job.job_id)})
-            return "rejected"
+            return counted(Outcome.REJECTED)
         run_at = self._run_at(job, now)
         placed = PlacedJob(
             **job.model_dump(),
@@ -94,23 +117,21 @@ class Intake:
             announce=run_at is not None,
         )
         if run_at is not None:
-            await self.bus.event(
-                JobScheduled(
-                    event_id=event_id(job.job_id, "scheduled"),
-                    job_id=job.job_id,
-                    site=decision.site,
-                    not_before=run_at,
-                )
+            scheduled = JobScheduled(
+                event_id=event_id(job.job_id, "scheduled"),
+                job_id=job.job_id,
+                site=decision.site,
+                not_before=run_at,
             )
-            await self.bus.delay(placed, now)
-            return "scheduled"
-        await self.bus.event(routed_event(placed, decision))
-        await self.bus.dispatch(placed)
+            await placed_with_events(self.bus, self.bus.delay(placed, now), submitted, scheduled)
+            return counted(Outcome.SCHEDULED, decision.rule)
+        routed = routed_event(placed, decision)
+        await placed_with_events(self.bus, self.bus.dispatch(placed), submitted, routed)
         log.info(
             "routed",
             extra={"job_id": str(job.job_id), "site": decision.site.value, "rule": decision.rule},
         )
-        return f"routed:{decision.rule}"
+        return counted(Outcome.ROUTED, decision.rule)
 
     async def _unprocessable(
         self, body: bytes, exc: UnprocessableMessage, source_queue: str
@@ -146,6 +167,23 @@ class Intake:
         if job.delay_seconds > 0:
             return now + timedelta(seconds=job.delay_seconds)
         return None
+
+
+async def placed_with_events(bus: Bus, placing: Awaitable[None], *events: Event) -> None:
+    """Publish a job's dispatch (or parking) and its events at once, both confirmed before
+    the delivery is acked. Should only the events fail once the job is placed, they are
+    sent again rather than the delivery handed back, which would place the job twice."""
+    emitted = bus.emit(*events)
+    try:
+        await placing
+    except BaseException:
+        await asyncio.gather(emitted, return_exceptions=True)
+        raise
+    try:
+        await emitted
+    except Exception:
+        log.warning("events of a placed job not confirmed; sending them again", exc_info=True)
+        await bus.emit(*events)
 
 
 def routed_event(placed: PlacedJob, decision: Placement | None = None) -> JobRouted:

@@ -25,6 +25,7 @@ from services.status.schedules.firer import Firer
 from services.status.write_side import write_side
 from shared import topology
 from shared.bus import Bus, make_broker
+from shared.identity import WorkerUsers
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
 from shared.settings import StatusSettings
@@ -126,7 +127,15 @@ async def projecting(
         relay=lambda: outbox.relay(engine, bus),
     )
     kind = settings.work_queue_type
-    events = subscribe(broker, bus, projector, engine, settings.db_hold_seconds, kind)
+    events = subscribe(
+        broker,
+        bus,
+        projector,
+        engine,
+        settings.db_hold_seconds,
+        kind,
+        WorkerUsers.from_settings(settings),
+    )
     workers.subscribe(broker, bus, engine, kind)
     await projector.start()
     await broker.connect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,15 +32,17 @@ from services.status import wire
 from services.status.db_errors import HOLD_SECONDS, db_retrying, is_transient
 from services.status.ingest import Arrival, DeadLetter, Outcome
 from services.status.projector import Projector
-from services.status.publishers import worker_site
 from services.status.store import record_dead_letter
 from shared import topology
 from shared.bus import Bus
+from shared.contracts import batches
 from shared.dead_letters import DeadLetterReason
-from shared.errors import PermanentError, RetryableError
+from shared.errors import PermanentError
+from shared.identity import WorkerUsers
 from shared.service import the_delivery
 
 log = logging.getLogger("hybridq.status.consumers")
+DEFAULT_WORKERS = WorkerUsers()
 
 
 def user_id_of(msg: RabbitMessage) -> str | None:
@@ -203,28 +206,71 @@ async def dead_letter_and_ack(
     await taken.ack()
 
 
-async def handle_event(taken: Taken, bus: Bus, projector: Projector) -> None:
-    """Project one event and settle its delivery (see the module docstring)."""
+@dataclass(frozen=True)
+class Refused:
+    """One event of a message that is dead-lettered on its own: why, and its bytes."""
+
+    body: bytes
+    reason: str
+    detail: str
+    job_id: str | None
+
+
+async def handle_event(
+    taken: Taken, bus: Bus, projector: Projector, workers: WorkerUsers = DEFAULT_WORKERS
+) -> None:
+    """Project the events of one delivery (an event batch or a v1.1 single event) and
+    settle it (see the module docstring). Each event is treated on its own: one that is
+    unreadable, forbidden or refused by the store for its content is dead-lettered with its
+    reason while its neighbours are applied; the delivery is acked once all of them are
+    applied or dead-lettered, and handed back whole when the database stays away (its
+    events are idempotent by `event_id`)."""
     try:
-        event = wire.read_event(taken.body)
+        items = wire.read_events(taken.body)
     except wire.Unreadable as exc:
         await dead_letter_and_ack(taken, bus, exc.reason, exc.detail, exc.job_id)
         return
-    try:
-        outcome = await projector.project(Arrival(event, worker_site(taken.user_id)))
-    except RetryableError:
-        await taken.hand_back()
+    speaker = workers.speaker(taken.user_id)
+    events = [i for i in items if not isinstance(i, batches.Unreadable)]
+    results = await asyncio.gather(
+        *(projector.project(Arrival(e, speaker)) for e in events), return_exceptions=True
+    )
+    if any(isinstance(r, BaseException) and not isinstance(r, PermanentError) for r in results):
+        await taken.hand_back()  # the database stayed away (or worse): nothing settled
         return
-    except PermanentError as exc:
-        await dead_letter_and_ack(
-            taken, bus, DeadLetterReason.PERMANENT_ERROR, str(exc), str(event.job_id)
-        )
-        return
-    if outcome is Outcome.FORBIDDEN:
-        detail = f"{taken.user_id} may not report on job {event.job_id} of another site"
-        await dead_letter_and_ack(taken, bus, DeadLetterReason.FORBIDDEN, detail, str(event.job_id))
-        return
+    single = len(items) == 1
+    refused = [
+        Refused(taken.body if single else _json(i.raw), i.reason, i.detail, i.job_id)
+        for i in items
+        if isinstance(i, batches.Unreadable)
+    ]
+    for event, result in zip(events, results, strict=True):
+        body = taken.body if single else event.model_dump_json().encode()
+        if isinstance(result, PermanentError):
+            refused.append(
+                Refused(body, DeadLetterReason.PERMANENT_ERROR, str(result), str(event.job_id))
+            )
+        elif result is Outcome.FORBIDDEN:
+            detail = f"{taken.user_id} may not report {event.type} on job {event.job_id}"
+            refused.append(Refused(body, DeadLetterReason.FORBIDDEN, detail, str(event.job_id)))
+    for one in refused:
+        try:
+            await bus.dead_letter(
+                one.body,
+                reason=one.reason,
+                source_queue=topology.STATUS_EVENTS.name,
+                detail=one.detail,
+                job_id=one.job_id,
+            )
+        except Exception:
+            log.warning("dead letter not published; handing the events back", exc_info=True)
+            await taken.hand_back()
+            return
     await taken.ack()
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", errors="replace")
 
 
 class EventConsumer:
@@ -247,11 +293,13 @@ class EventConsumer:
         bus: Bus,
         projector: Projector,
         kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
-        prefetch: int = 200,
+        prefetch: int = 32,
+        workers: WorkerUsers = DEFAULT_WORKERS,
     ) -> None:
         self.broker = broker
         self.bus = bus
         self.projector = projector
+        self.workers = workers
         self.queue_name = topology.for_kind(topology.STATUS_EVENTS, kind).name
         self.prefetch = prefetch
         self._channel: AbstractChannel | None = None
@@ -281,7 +329,9 @@ class EventConsumer:
             return
         self._in_hand += 1
         try:
-            await handle_event(Taken.raw(message, self.acks), self.bus, self.projector)
+            await handle_event(
+                Taken.raw(message, self.acks), self.bus, self.projector, self.workers
+            )
         finally:
             self._in_hand -= 1
             if not self._in_hand:
@@ -311,11 +361,12 @@ def subscribe(
     engine: AsyncEngine,
     hold_seconds: float = HOLD_SECONDS,
     kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+    workers: WorkerUsers = DEFAULT_WORKERS,
 ) -> EventConsumer:
     """Subscribe the dead-letter consumer; returns the events consumer, to start once the
     broker is connected (`EventConsumer.start`)."""
-    subscribe_dead_letters(broker, engine, hold_seconds, kind)
-    return EventConsumer(broker, bus, projector, kind, projector.batch_size)
+    subscribe_dead_letters(broker, engine, hold_seconds, kind, workers)
+    return EventConsumer(broker, bus, projector, kind, workers=workers)
 
 
 def subscribe_events(
@@ -323,6 +374,7 @@ def subscribe_events(
     bus: Bus,
     projector: Projector,
     kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+    workers: WorkerUsers = DEFAULT_WORKERS,
 ) -> None:
     """`handle_event` as a FastStream subscriber, for FastStream's in-memory test broker
     (which has no channel for `EventConsumer`): the same handling, driven in memory."""
@@ -335,7 +387,7 @@ def subscribe_events(
         title="status.events",
     )
     async def on_event(msg: RabbitMessage) -> None:
-        await handle_event(Taken.of(msg), bus, projector)
+        await handle_event(Taken.of(msg), bus, projector, workers)
 
 
 def subscribe_dead_letters(
@@ -343,6 +395,7 @@ def subscribe_dead_letters(
     engine: AsyncEngine,
     hold_seconds: float = HOLD_SECONDS,
     kind: topology.WorkQueueType = topology.WorkQueueType.CLASSIC,
+    workers: WorkerUsers = DEFAULT_WORKERS,
 ) -> None:
     @broker.subscriber(
         topology.for_kind(topology.STATUS_DEAD_LETTERS, kind),
@@ -354,7 +407,9 @@ def subscribe_dead_letters(
     async def on_dead_letter(msg: RabbitMessage) -> None:
         headers: dict[str, Any] = dict(msg.headers or {})
         try:
-            letter = wire.read_dead_letter(msg.body, headers, msg.message_id, user_id_of(msg))
+            letter = wire.read_dead_letter(
+                msg.body, headers, msg.message_id, user_id_of(msg), workers
+            )
         except Exception as exc:  # a header shaped like nothing we know: keep the bytes
             log.warning("dead letter unreadable; storing it raw", exc_info=True)
             letter = wire.fallback_dead_letter(msg.body, msg.message_id, exc)

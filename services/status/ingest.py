@@ -28,16 +28,10 @@ from services.status.projection import (
 from shared.contracts.events import (
     AnyEvent,
     JobDeadLettered,
-    JobFailed,
-    JobProgress,
     JobRejected,
-    JobStarted,
-    JobSucceeded,
 )
 from shared.contracts.jobs import Site
-
-WORKER_EVENTS = (JobStarted, JobProgress, JobSucceeded, JobFailed, JobDeadLettered)
-"""What a worker may report, and only for jobs of its own site (contract section 3.2)."""
+from shared.identity import Speaker
 
 
 class Outcome(StrEnum):
@@ -56,12 +50,16 @@ class Ending(StrEnum):
     DEAD_LETTER = "dead_letter"  # the job itself will not run: `dead_lettered`
 
 
+UNRESTRICTED = Speaker()
+"""A publisher that is no worker's user (router, status, an operator)."""
+
+
 @dataclass(frozen=True)
 class Arrival:
-    """An event and, when a worker's broker user published it, that worker's site."""
+    """An event and who published it (from the message's validated `user_id`)."""
 
     event: AnyEvent
-    publisher: Site | None = None
+    speaker: Speaker = UNRESTRICTED
 
 
 @dataclass(frozen=True)
@@ -112,12 +110,8 @@ class UnitOfWorkFactory(Protocol):
 
 
 def is_forbidden(arrival: Arrival, known_site: str | None) -> bool:
-    """A worker event whose publisher is a worker of another site than the job's."""
-    if arrival.publisher is None or not isinstance(arrival.event, WORKER_EVENTS):
-        return False
-    claimed = getattr(arrival.event, "site", None)
-    sites = {str(s) for s in (claimed, known_site) if s is not None}
-    return any(s != arrival.publisher.value for s in sites)
+    """An event its publisher may not report: shared.identity's one rule (contract §3.2)."""
+    return not arrival.speaker.may_report(arrival.event, known_site)
 
 
 async def project(uow: UnitOfWork, arrivals: Sequence[Arrival]) -> list[Outcome]:
@@ -231,5 +225,5 @@ async def record_dead_letter(uow: UnitOfWork, letter: DeadLetter) -> bool:
     if event is not None:
         current = (await uow.views([event.job_id])).get(event.job_id)
         if current is None or current.view.status not in TERMINAL:
-            await project(uow, [Arrival(event, letter.publisher)])
+            await project(uow, [Arrival(event, Speaker(letter.publisher))])
     return True

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from services.status import sanitize
 from services.status.ingest import DeadLetter, Ending
-from services.status.publishers import worker_site
 from shared import topology
+from shared.contracts import batches
+from shared.contracts.batches import MAX_BATCH_BYTES
 from shared.contracts.events import AnyEvent, parse_event
 from shared.dead_letters import (
     DEAD_LETTER_ID_HEADER,
@@ -28,9 +29,13 @@ from shared.dead_letters import (
     dead_lettered_at,
     reason_of,
 )
+from shared.identity import WorkerUsers
 
 MAX_EVENT_BYTES = 1024 * 1024
 """A lifecycle event is small (a result is at most 64 KiB); anything larger is hostile."""
+MAX_MESSAGE_BYTES = MAX_BATCH_BYTES
+"""An event batch is at most 1 MiB (contract §3.2), and no hybridq event is larger: a
+bigger message is hostile."""
 MAX_STORED_BODY = 1024 * 1024
 """Bytes of a dead letter's body the store keeps (the rest is counted in `detail`)."""
 UNPROCESSABLE = frozenset(
@@ -43,6 +48,9 @@ UNPROCESSABLE = frozenset(
 )
 
 
+DEFAULT_WORKERS = WorkerUsers()
+
+
 class Unreadable(Exception):
     """A body that is not a lifecycle event; `reason` goes in the dead letter."""
 
@@ -51,6 +59,20 @@ class Unreadable(Exception):
         self.reason = reason
         self.detail = detail
         self.job_id = job_id
+
+
+def read_events(body: bytes) -> list[batches.Item]:
+    """The events of a message on the events queue, each read on its own (an event batch,
+    or a v1.1 single event), with storable strings (NULs replaced). Raises `Unreadable` for
+    a message that is not one (not JSON, too large)."""
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise Unreadable(DeadLetterReason.OVERSIZE, f"message of {len(body)} bytes")
+    try:
+        data = sanitize.loads(body)
+    except ValueError as exc:
+        raise Unreadable(DeadLetterReason.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    data = sanitize.scrub(data)
+    return batches.read_items(data)
 
 
 def read_event(body: bytes) -> AnyEvent:
@@ -86,7 +108,11 @@ def _short(value: Any, limit: int = 2000) -> str | None:
 
 
 def read_dead_letter(
-    body: bytes, headers: dict[str, Any], message_id: str | None, user_id: str | None
+    body: bytes,
+    headers: dict[str, Any],
+    message_id: str | None,
+    user_id: str | None,
+    workers: WorkerUsers = DEFAULT_WORKERS,
 ) -> DeadLetter:
     """What the store keeps of a dead letter: reason and origin from the headers (checked
     for shape), the job from the headers or the body, the body both readable and raw."""
@@ -116,7 +142,7 @@ def read_dead_letter(
         detail=detail,
         source_queue=_short(source, 255),
         attempts=attempt if isinstance(attempt, int) and 0 <= attempt < 10_000 else 0,
-        publisher=worker_site(user_id),
+        publisher=workers.site_of(user_id),
         ending=ending_of(reason, source),
     )
 

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from shared import topology
 from shared.backoff import retry_delay
-from shared.bus import Bus
+from shared.bus import Bus, confirmed_together
 from shared.contracts.events import JobDeadLettered, JobFailed
 from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import DeadLetterReason
@@ -44,7 +44,7 @@ async def fail_attempt(
     if not permanent and job.attempt < job.last_attempt:
         wait = retry_delay(job.attempt, policy.base_seconds, policy.max_seconds, rng)
         retry_at = now + timedelta(seconds=wait)
-        await bus.event(
+        failed = bus.emit(
             JobFailed(
                 event_id=failed_id,
                 job_id=job.job_id,
@@ -54,15 +54,14 @@ async def fail_attempt(
                 retry_at=retry_at,
             )
         )
-        await bus.delay(
-            job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at}), now
-        )
+        retry = job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at})
+        await confirmed_together(failed, bus.delay(retry, now))
         log.info(
             "failed; retry scheduled",
             extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},
         )
         return "retrying"
-    await bus.event(
+    failed = bus.emit(
         JobFailed(
             event_id=failed_id, job_id=job.job_id, site=job.site, attempt=job.attempt, error=error
         )
@@ -77,6 +76,7 @@ async def fail_attempt(
         error,
         job.attempt,
     )
+    await failed
     return "dead_lettered"
 
 

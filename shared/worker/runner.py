@@ -147,13 +147,16 @@ class Runner:
     # -- one attempt ----------------------------------------------------------------
     async def _attempt(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
         started = time.monotonic()
-        await self.bus.event(
+        # in the next event batch; the attempt does not wait for its confirm, the delivery's
+        # ack does (below, with the outcome's: contract §3.2)
+        announced = self.bus.emit(
             JobStarted(
                 job_id=job.job_id, site=self.site, attempt=job.attempt, worker=self.worker_name
             )
         )
         timeout = job.timeout_seconds or self.executor.default_timeout(job.job_type)
         if settle_early is not None and self.leases.needed(timeout):
+            await announced  # a leased attempt is acked before it runs: started is known
             await self.leases.take(job)
             await settle_early()  # the broker no longer holds it: no consumer timeout
         link = LoopLink(self.bus, job)
@@ -179,6 +182,7 @@ class Runner:
             self.cancellations.unwatch(job.job_id)
         try:
             outcome = await self._settle(job, task, time.monotonic() - started)
+            await announced
         finally:
             await self.leases.release(job)
         WORKER_ATTEMPTS.labels(self.site.value, job.job_type, outcome).inc()

@@ -73,7 +73,7 @@ def build(
     queue = topology.work_queue(site, settings.work_queue_type)
     runner = Runner(
         site=site,
-        bus=Bus(broker),
+        bus=Bus(broker, source=site.value),
         executor=executor or make_executor(settings, registry, pool),
         cancellations=cancellations,
         clock=clock,

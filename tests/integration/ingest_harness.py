@@ -22,6 +22,7 @@ from services.status.projector import Projector
 from services.status.tables import dead_letters
 from shared import topology
 from shared.bus import Bus, make_broker
+from shared.identity import WorkerUsers
 
 
 @dataclass
@@ -33,7 +34,10 @@ class Harness:
 
 @asynccontextmanager
 async def status_consumers(
-    amqp_url: str, database_url: str, hold_seconds: float = 0.5
+    amqp_url: str,
+    database_url: str,
+    hold_seconds: float = 0.5,
+    workers: WorkerUsers | None = None,
 ) -> AsyncIterator[Harness]:
     """The events and dead-letter subscribers, as `python -m services.status` wires them
     (the projection relaying the compensations it queues), with a short database hold so
@@ -44,7 +48,9 @@ async def status_consumers(
     projector = Projector(
         engine, 50, 0.02, hold_seconds=hold_seconds, relay=lambda: outbox.relay(engine, bus)
     )
-    events = consumers.subscribe(broker, bus, projector, engine, hold_seconds)
+    events = consumers.subscribe(
+        broker, bus, projector, engine, hold_seconds, workers=workers or WorkerUsers()
+    )
     await projector.start()
     await broker.connect()
     await topology.declare(broker, topology.status_bindings())

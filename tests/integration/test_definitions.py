@@ -178,10 +178,17 @@ REFUSED = aiormq.exceptions.ChannelAccessRefused
         ("hybridq-public-worker", "", "jobs.private", REFUSED),  # the default exchange
         ("hybridq-private-worker", "jobs.dispatch", "public", REFUSED),
         ("hybridq-router", "jobs.events", "job.cancelled", REFUSED),
+        # event batches: each publisher only its own source's key (contract §3.2)
+        ("hybridq-public-worker", "jobs.events", "events.private", REFUSED),
+        ("hybridq-public-worker", "jobs.events", "events.status", REFUSED),
+        ("hybridq-public-worker", "jobs.events", "events.router", REFUSED),
+        ("hybridq-public-worker", "jobs.events", "job.started", REFUSED),  # v1.1's keys: gone
+        ("hybridq-router", "jobs.events", "events.status", REFUSED),
         # what they may publish (so the refusals above are about the keys)
         ("hybridq-public-worker", "jobs.dispatch", "public", None),
-        ("hybridq-public-worker", "jobs.events", "job.started", None),
-        ("hybridq-status", "jobs.events", "job.cancelled", None),
+        ("hybridq-public-worker", "jobs.events", "events.public", None),
+        ("hybridq-router", "jobs.events", "events.router", None),
+        ("hybridq-status", "jobs.events", "events.status", None),
     ],
 )
 async def test_publishers_are_limited_to_their_routing_keys(
@@ -200,14 +207,14 @@ async def test_a_worker_cannot_publish_as_another_user(loaded: tuple[str, str, P
     forged = await publish_error(
         url(vhost, suffix, "hybridq-public-worker"),
         "jobs.events",
-        "job.succeeded",
+        "events.public",
         user_id=f"hybridq-private-worker{suffix}",
     )
     assert forged is aiormq.exceptions.ChannelPreconditionFailed
     own = await publish_error(
         url(vhost, suffix, "hybridq-public-worker"),
         "jobs.events",
-        "job.succeeded",
+        "events.public",
         user_id=f"hybridq-public-worker{suffix}",
     )
     assert own is None

@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from devtools import environment
-from services.status import publishers, queries
+from services.status import queries
 from services.status.tables import dead_letters
 from shared import topology
 from shared.contracts import events as ev
-from shared.contracts.jobs import Site
 from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
+from shared.identity import WorkerUsers
 from tests.integration.ingest_harness import (
     eventually,
     publish_raw,
@@ -119,7 +119,7 @@ async def test_hostile_messages_are_listed_and_settled(amqp_url: str, database_u
 
 
 @pytest.fixture
-def worker_user(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def worker_user(amqp_url: str) -> Iterator[str]:
     """A broker user of this test's own that the status service takes for a public worker
     (a unique name: the machine's broker is shared)."""
     name, password = f"hybridq_test_worker_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
@@ -130,7 +130,6 @@ def worker_user(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
             f"/api/permissions/{vhost}/{name}",
             json={"configure": ".*", "write": ".*", "read": ".*"},
         ).raise_for_status()
-    monkeypatch.setitem(publishers.WORKER_USERS, name, Site.PUBLIC)
     yield f"amqp://{name}:{password}@127.0.0.1:5672/{vhost}"
     with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN) as http:
         http.delete(f"/api/users/{name}")
@@ -141,7 +140,9 @@ async def test_a_worker_cannot_report_on_another_sites_job(
 ) -> None:
     private, public = uuid.uuid4(), uuid.uuid4()
     user = urlsplit(worker_user).username
-    async with status_consumers(amqp_url, database_url) as status:
+    # the status service is told the name, as PUBLIC_WORKER_USER would (shared/settings.py)
+    workers = WorkerUsers(public=str(user))
+    async with status_consumers(amqp_url, database_url, workers=workers) as status:
         for job_id, site in ((private, "private"), (public, "public")):
             await status.bus.event(ev.JobSubmittedEvent(job_id=job_id, job_type="noop"))
             await status.bus.event(

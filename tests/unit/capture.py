@@ -16,6 +16,8 @@ from shared.service import the_delivery
 @dataclass
 class Captured:
     events: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    """Each event message as it travelled: (routing key, its events)."""
     dispatched: list[tuple[str, dict[str, Any], int | None]] = field(default_factory=list)
     delayed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     dead_letters: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
@@ -39,10 +41,15 @@ def capture(broker: RabbitBroker) -> Captured:
     seen = Captured()
 
     @broker.subscriber(
-        RabbitQueue("test.events", routing_key="job.*"), topology.EVENTS, decoder=the_delivery
+        RabbitQueue("test.events", routing_key=topology.EVENT_BATCHES_KEY),
+        topology.EVENTS,
+        decoder=the_delivery,
     )
     async def on_event(msg: RabbitMessage) -> None:
-        seen.events.append(json.loads(msg.body))
+        data = json.loads(msg.body)
+        assert data["schema_version"] == 2, data  # every event message is a batch (§3.2)
+        seen.batches.append((msg.raw_message.routing_key or "", data["events"]))
+        seen.events.extend(data["events"])
 
     @broker.subscriber(
         RabbitQueue("test.worker", routing_key=topology.WORKER_KEYS),

@@ -21,8 +21,13 @@ def test_every_contract_channel_and_message_is_documented() -> None:
     spec = yaml.safe_load(DOC.read_text())
     channels = spec["channels"]
     assert "jobs.intake:job.submitted" in channels
-    for event in EVENT_TYPES:
-        assert f"jobs.events:{event.routing_key}" in channels
+    for source in ("router", "public", "private", "status"):
+        assert f"jobs.events:events.{source}" in channels  # event batches (contract §3.2)
+    batch = spec["components"]["schemas"]["EventBatch"]
+    assert batch["properties"]["schema_version"]["const"] == 2
+    documented = spec["channels"]["jobs.status.events:consume"]["description"]
+    for event in EVENT_TYPES:  # v1.1 single events, still taken during an upgrade
+        assert f"`{event.routing_key}`" in documented
     for name in (
         "jobs.dispatch:public",
         "jobs.dispatch:private",

@@ -127,14 +127,14 @@ def test_worker_events_are_accepted_only_from_a_worker_of_the_job_site() -> None
     )
     progress = JobProgress(job_id=job_id, attempt=1, percent=50, message="")
     stop = JobCancelled(job_id=job_id, reason="stop")
-    assert users.may_report("hybridq-private-worker", done, Site.PRIVATE)
-    assert not users.may_report("hybridq-public-worker", done, Site.PRIVATE)  # forged end
-    assert not users.may_report("hybridq-public-worker", progress, Site.PRIVATE)
-    assert users.may_report("hybridq-public-worker", progress, None)  # job not seen yet
-    assert not users.may_report(None, done, Site.PRIVATE)  # user_id left out
-    assert users.may_report("guest", done, Site.PRIVATE)  # development
-    assert not users.may_report("hybridq-private-worker", stop, Site.PRIVATE)
-    assert users.may_report("hybridq-status", stop, Site.PRIVATE)
+    assert users.speaker("hybridq-private-worker").may_report(done, Site.PRIVATE)
+    assert not users.speaker("hybridq-public-worker").may_report(done, Site.PRIVATE)  # forged end
+    assert not users.speaker("hybridq-public-worker").may_report(progress, Site.PRIVATE)
+    assert users.speaker("hybridq-public-worker").may_report(progress, None)  # job not seen yet
+    assert not users.speaker(None).may_report(done, Site.PRIVATE)  # user_id left out
+    assert users.speaker("guest").may_report(done, Site.PRIVATE)  # development
+    assert not users.speaker("hybridq-private-worker").may_report(stop, Site.PRIVATE)
+    assert users.speaker("hybridq-status").may_report(stop, Site.PRIVATE)
 
 
 def placed(site: str) -> bytes:

@@ -17,6 +17,7 @@ from shared import topology
 from shared.contracts import events as ev
 from shared.contracts.jobs import Site
 from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
+from shared.identity import Speaker
 from tests.unit.fake_store import FakeStore
 from tests.unit.test_projection import competing_terminals, lifecycle
 
@@ -73,17 +74,19 @@ async def test_a_worker_of_another_site_cannot_report_on_a_job() -> None:
         worker="w",
         occurred_at=T0 + timedelta(seconds=2),
     )
-    outcomes = await project(store, Arrival(forged, Site.PUBLIC), Arrival(honest, Site.PRIVATE))
+    outcomes = await project(
+        store, Arrival(forged, Speaker(Site.PUBLIC)), Arrival(honest, Speaker(Site.PRIVATE))
+    )
     assert outcomes == [Outcome.FORBIDDEN, Outcome.PROJECTED]
     assert status(store, job_id) == "running"
     assert forged.event_id not in store.events
     # a worker claiming another site in the event itself is refused too, even unrouted
     other = uuid.uuid4()
     claim = ev.JobStarted(job_id=other, site="private", attempt=1, worker="w")  # type: ignore[arg-type]
-    assert await project(store, Arrival(claim, Site.PUBLIC)) == [Outcome.FORBIDDEN]
+    assert await project(store, Arrival(claim, Speaker(Site.PUBLIC))) == [Outcome.FORBIDDEN]
     # the status service and the router are not restricted
     cancel = ev.JobCancelled(job_id=job_id, reason="stop", occurred_at=T0 + timedelta(seconds=3))
-    assert await project(store, Arrival(cancel, None)) == [Outcome.PROJECTED]
+    assert await project(store, Arrival(cancel)) == [Outcome.PROJECTED]
 
 
 async def test_a_rejected_copy_never_changes_an_accepted_job_in_the_same_batch() -> None:

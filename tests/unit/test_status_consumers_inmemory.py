@@ -50,7 +50,7 @@ def status_events(projector: FakeProjector) -> tuple[RabbitBroker, list[dict[str
 
 
 async def publish(broker: RabbitBroker, body: bytes, **kwargs: Any) -> None:
-    await broker.publish(body, exchange=topology.EVENTS, routing_key="job.started", **kwargs)
+    await broker.publish(body, exchange=topology.EVENTS, routing_key="events.private", **kwargs)
 
 
 @pytest.mark.parametrize(
