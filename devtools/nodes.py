@@ -77,7 +77,7 @@ def node(name: str, port: int, base: Path) -> Node:
     return Node(name, port, port + 20000, port + 10000, str(base / name))
 
 
-def _write_files(n: Node, plugins: Sequence[str]) -> dict[str, str]:
+def _write_files(n: Node, plugins: Sequence[str], config: str = "") -> dict[str, str]:
     base = Path(n.base)
     shutil.rmtree(base, ignore_errors=True)
     (base / "mnesia").mkdir(parents=True)
@@ -87,6 +87,7 @@ def _write_files(n: Node, plugins: Sequence[str]) -> dict[str, str]:
         f"management.tcp.port = {n.management_port}\n"
         "management.tcp.ip = 127.0.0.1\n"
         "collect_statistics_interval = 1000\n"
+        f"{config}\n"
     )
     (base / "enabled_plugins").write_text(f"[{','.join(plugins)}].\n")
     subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(base)], check=True)
@@ -102,12 +103,15 @@ def _write_files(n: Node, plugins: Sequence[str]) -> dict[str, str]:
     }
 
 
-def start(n: Node, plugins: Sequence[str] = PLUGINS, timeout: float = 180) -> None:
+def start(
+    n: Node, plugins: Sequence[str] = PLUGINS, timeout: float = 180, config: str = ""
+) -> None:
     """Start a fresh node and wait until it and its management API answer (a node left
-    running under the same name by an interrupted run is stopped first)."""
+    running under the same name by an interrupted run is stopped first). `config`: more
+    rabbitmq.conf lines (e.g. a TLS listener)."""
     if _pings(n):
         n.ctl("stop", check=False)
-    env = {**os.environ, **_write_files(n, plugins)}
+    env = {**os.environ, **_write_files(n, plugins, config)}
     subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, capture_output=True)
     deadline = time.monotonic() + timeout
     while not _pings(n):

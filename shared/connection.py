@@ -43,6 +43,9 @@ from aiormq.connection import TCPTransportFactory, TLSTransportFactory, Transpor
 from faststream.rabbit import RabbitBroker
 from yarl import URL
 
+from shared import tls
+from shared.errors import TLSRefused
+
 log = logging.getLogger("hybridq.connection")
 
 WATCH_SECONDS = 5.0
@@ -60,6 +63,18 @@ bounded by what is in flight: every publish awaits its confirm, every handler it
 delivery (prefetch). Measured (`bench/`): 3,000 confirmed publishes from 100 tasks, 3,055
 sends and 0.42 s of CPU with 10; 176 sends and 0.26 s with 1,024."""
 aiormq.connection.Connection.FRAME_BUFFER_SIZE = FRAME_QUEUE  # tests/unit pin the name
+
+
+class _OneTLSLine(logging.Filter):
+    """aiormq logs every transport that failed (at ERROR) before raising it; a TLS failure
+    is then logged once, by whoever handles it (`TLSRefused` at start: one line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and isinstance(args[0], BaseException) and tls.failed_in_tls(args[0]))
+
+
+logging.getLogger("aiormq.connection").addFilter(_OneTLSLine())
 
 
 class CoalescingWriter:
@@ -104,12 +119,25 @@ class CoalescingWriter:
 
 class CoalescingTransport(TransportFactory):
     """aiormq's TCP or TLS transport (by the URL's scheme), writing through a
-    `CoalescingWriter`."""
+    `CoalescingWriter`.
+
+    For TLS, aiormq hands over the context it made from the URL (`cafile`, `certfile`,
+    `keyfile`: shared/tls.py) in `ssl_context_provider`; one that would not check the
+    broker's chain and host name (aiormq's `no_verify_ssl`) is refused here, before any
+    byte is sent. The context is cached by the provider, so the TLS factory uses this one.
+    """
 
     async def create(
         self, url: URL, **kwargs: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         plain = url.scheme == "amqp"
+        if not plain:
+            try:
+                context = await kwargs["ssl_context_provider"].get_context()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise tls.unloadable(url, exc) from exc
+            if not tls.verifying(context):
+                raise tls.unverified(url)
         inner = TCPTransportFactory() if plain else TLSTransportFactory()
         reader, writer = await inner.create(url, **kwargs)
         return reader, cast(asyncio.StreamWriter, CoalescingWriter(writer))
@@ -254,7 +282,8 @@ async def connect(amqp_url: str, **kwargs: Any) -> AbstractRobustConnection:
 async def connect_any(urls: Sequence[str], **kwargs: Any) -> AbstractRobustConnection:
     """The first node of `urls` that answers, each tried once in turn: aio-pika's first
     connect does not move on by itself, so a process started (or restarted) while the
-    first node is down would otherwise never connect. Raises the last node's error."""
+    first node is down would otherwise never connect. Raises the last node's error, or
+    `TLSRefused` (one line: URL and cause) when a node's TLS could not be verified."""
     last: Exception | None = None
     for i in range(len(urls)):
         order = [*urls[i:], *urls[:i]]
@@ -264,7 +293,10 @@ async def connect_any(urls: Sequence[str], **kwargs: Any) -> AbstractRobustConne
             )
             return connection
         except (OSError, aiormq.exceptions.AMQPConnectionError) as exc:
-            last = exc
+            # a TLS refusal is kept over a later node's error: it is the one to fix
+            refused = tls.refusal(order[0], exc)
+            if not isinstance(last, TLSRefused):
+                last = refused or exc
     assert last is not None
     raise last
 

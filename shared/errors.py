@@ -54,3 +54,11 @@ class HandlerRaised(HybridqError):
 
 class HandlerRaisedPermanently(HandlerRaised, PermanentError):
     """A plain-function handler raised a permanent error (or returned an invalid result)."""
+
+
+class TLSRefused(HybridqError, ConnectionError):
+    """The broker's certificate could not be verified (or it refused ours): a setting to
+    fix, not a blip to wait out. At start the service logs this one line and exits non-zero
+    (a supervisor starting it again is the retry); once running, a reconnection that meets
+    it is retried like any lost connection (a `ConnectionError`, as aio-pika expects).
+    `str()` names the URL, password hidden, and the cause."""

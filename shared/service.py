@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,9 +14,12 @@ from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TLSRefused
 
 log = logging.getLogger("hybridq.service")
+
+EXIT_TLS_REFUSED = 4
+"""The exit status of a service whose broker's TLS could not be verified at start."""
 
 RawHandler = Callable[[bytes, str], Awaitable[str]]
 
@@ -77,13 +81,20 @@ def run(app: FastStream) -> None:
     reaches every process, then a supervisor's SIGTERM follows) would kill the process
     after it had drained. Once the app has stopped, further signals are ignored instead
     (SIG_IGN: CPython resets Python-level handlers to the default while shutting down).
+
+    A broker whose TLS cannot be verified at start (`TLSRefused`: wrong CA, a certificate
+    for another host) is one log line and exit status EXIT_TLS_REFUSED, not a traceback.
     """
 
     async def serve() -> None:
         await app.run()
         ignore_late_signals()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except TLSRefused as exc:
+        log.critical(str(exc))
+        sys.exit(EXIT_TLS_REFUSED)
 
 
 def ignore_late_signals() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import tls
 from shared.identity import PRIVATE_WORKER_USER, PUBLIC_WORKER_USER
 from shared.topology import WorkQueueType
 
@@ -33,6 +34,20 @@ class BrokerSettings(BaseSettings):
     health_port: int | None = Field(default=None, alias="HEALTH_PORT")
     """Router and workers: serve /healthz and /readyz on this port (from the event loop)."""
     health_host: str = Field(default="0.0.0.0", alias="HEALTH_HOST")
+    # TLS (amqps:// URLs): the CA that signed the broker's certificate (unset: the
+    # system's), and this service's own certificate and key when the broker asks for one
+    amqp_ca_file: Path | None = Field(default=None, alias="AMQP_CA_FILE")
+    amqp_cert_file: Path | None = Field(default=None, alias="AMQP_CERT_FILE")
+    amqp_key_file: Path | None = Field(default=None, alias="AMQP_KEY_FILE")
+
+    @model_validator(mode="after")
+    def _tls_files_in_urls(self) -> Self:
+        """Every `amqps://` node URL carries the TLS files (shared/tls.py), so each
+        connection made from `amqp_url` verifies the broker with them."""
+        self.amqp_url = tls.with_files(
+            self.amqp_url, ca=self.amqp_ca_file, cert=self.amqp_cert_file, key=self.amqp_key_file
+        )
+        return self
 
 
 class RouterSettings(BrokerSettings):
@@ -94,13 +109,27 @@ class StatusSettings(BrokerSettings):
 
 S = TypeVar("S", bound=BrokerSettings)
 
+SECRET_FILES = ("AMQP_CA_FILE", "AMQP_CERT_FILE", "AMQP_KEY_FILE")
+"""Settings that name a file: in HYBRIDQ_SECRETS_DIR, the file of that name is the file."""
+
 
 def load(kind: type[S]) -> S:
     """Settings from the environment, then from secret files.
 
     With HYBRIDQ_SECRETS_DIR set (e.g. /run/secrets), a file there named after a variable
     (AMQP_URL, DATABASE_URL, API_TOKEN, ADMIN_TOKEN, EXECUTOR_TOKEN) supplies its value
-    when the environment does not, so passwords need not be in the environment.
+    when the environment does not, so passwords need not be in the environment. For the
+    variables that name a file (SECRET_FILES: the broker's CA, this service's certificate
+    and key), the file there of that name is itself the CA, certificate or key.
     """
     secrets_dir = os.environ.get("HYBRIDQ_SECRETS_DIR")
-    return kind(_secrets_dir=secrets_dir) if secrets_dir else kind()
+    if not secrets_dir:
+        return kind()
+    in_environment = {name.upper() for name in os.environ}
+    files = {
+        name: Path(secrets_dir) / name
+        for name in SECRET_FILES
+        if name not in in_environment and (Path(secrets_dir) / name).is_file()
+    }
+    # given by name: pydantic-settings would otherwise read the file's content as the path
+    return kind(_secrets_dir=secrets_dir, **files)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from pathlib import Path
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -48,7 +48,7 @@ class PrivateNode:
 
 def start(directory: Path, config: str, advanced: str = "[].", timeout: float = 90) -> PrivateNode:
     """Start a node with `config` (rabbitmq.conf lines) and wait until it takes AMQP."""
-    port = _free_port()
+    port = free_port()
     (directory / "rabbitmq.conf").write_text(
         f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n{config}\n"
     )
@@ -58,7 +58,7 @@ def start(directory: Path, config: str, advanced: str = "[].", timeout: float = 
         **os.environ,
         "HOME": str(directory),  # its own Erlang cookie
         "RABBITMQ_NODENAME": f"hqtest-{uuid.uuid4().hex[:8]}@localhost",
-        "RABBITMQ_DIST_PORT": str(_free_port()),
+        "RABBITMQ_DIST_PORT": str(free_port()),
         "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
         "RABBITMQ_LOG_BASE": str(directory / "log"),
         "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),

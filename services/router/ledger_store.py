@@ -14,7 +14,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.database import make_engine
 
 
 class Seen(StrEnum):
@@ -86,7 +88,7 @@ class PostgresLedgerStore:
         # in autocommit: no BEGIN and COMMIT round trips around each. No pre-ping either: a
         # connection lost with the database fails its statement, SQLAlchemy drops the
         # pool's stale connections, and the ledger retries (`Ledger._db`) on a new one.
-        self._engine: AsyncEngine = create_async_engine(
+        self._engine: AsyncEngine = make_engine(
             database_url,
             isolation_level="AUTOCOMMIT",
             pool_size=3,

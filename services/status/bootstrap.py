@@ -11,7 +11,7 @@ from typing import Literal
 from fastapi import FastAPI
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status import leases, outbox, redrives, workers
 from services.status.background import start_background, stop_background
@@ -25,6 +25,7 @@ from services.status.schedules.firer import Firer
 from services.status.write_side import write_side
 from shared import topology
 from shared.bus import Bus, make_broker
+from shared.database import make_engine
 from shared.identity import WorkerUsers
 from shared.placement.rules import load_rules
 from shared.queue_depth import QueueDepths
@@ -56,7 +57,7 @@ def create_app(settings: StatusSettings | None = None, role: Role = "all") -> Fa
         # writes (submitting groups and schedules, cancel, redrive) and, in one process,
         # the write side's consumers and background tasks; connections per process are
         # bounded so that replicas stay well inside Postgres's max_connections
-        engine = create_async_engine(
+        engine = make_engine(
             settings.database_url,
             pool_pre_ping=True,
             pool_size=10 if role == "all" else 3,
@@ -65,7 +66,7 @@ def create_app(settings: StatusSettings | None = None, role: Role = "all") -> Fa
         # the reads' own pool: autocommit (a read is one statement: no BEGIN, no ROLLBACK)
         # and no ping before each use (queries.rows tries a read again on a new connection
         # when the pooled one was dropped)
-        reads = create_async_engine(
+        reads = make_engine(
             settings.database_url,
             pool_size=WARM_CONNECTIONS,
             max_overflow=WARM_CONNECTIONS,
@@ -118,7 +119,7 @@ async def projecting(
     # the projection's own pool, without the pre-ping round trip per transaction: a
     # connection lost with the database fails its batch, which is held and retried
     # (db_errors.db_retrying) on a new connection
-    projection_engine = create_async_engine(settings.database_url, pool_size=2, max_overflow=2)
+    projection_engine = make_engine(settings.database_url, pool_size=2, max_overflow=2)
     projector = Projector(
         projection_engine,
         settings.batch_size,

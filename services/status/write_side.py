@@ -240,10 +240,9 @@ async def _parent_gone(parent: int, stop: asyncio.Event) -> None:
 
 async def serve(settings: StatusSettings) -> None:
     """Run the write side until SIGTERM/SIGINT (or the parent's end), then drain."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from services.status.bootstrap import projecting
     from shared.bus import Bus, make_broker
+    from shared.database import make_engine
     from shared.service import ignore_late_signals
 
     parent = _die_with_parent()
@@ -258,7 +257,7 @@ async def serve(settings: StatusSettings) -> None:
     # of it the pollers'): every user of this pool retries a failed statement (the
     # consumers hold and hand back, the pollers try again next round), and the first
     # statement on a connection the database dropped invalidates the pool at once
-    engine = create_async_engine(settings.database_url, pool_size=8, max_overflow=8)
+    engine = make_engine(settings.database_url, pool_size=8, max_overflow=8)
     broker = make_broker(settings.amqp_url, settings.batch_size)
     try:
         async with projecting(settings, engine, broker, Bus(broker)):

@@ -121,11 +121,12 @@ class PrivatePostgres:
     keep_logs: Path | None = None  # the server's log is copied here at teardown
     port: int = 0
 
-    def start(self) -> PrivatePostgres:
+    def start(self, options: str = "") -> PrivatePostgres:
+        """initdb and start; `options`: more server settings (`-c name=value ...`)."""
         self.port = free_port()
         _owned_by("postgres", self.base)
         _as("postgres", f"{PG_BIN}/initdb -D {self.base}/data -A trust -U postgres -E UTF8")
-        self.pg_ctl("start -w")
+        self.pg_ctl("start -w", options=options)
         return self
 
     def pg_ctl(self, action: str, *, check: bool = True, options: str = "") -> str:

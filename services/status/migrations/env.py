@@ -6,9 +6,9 @@ import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.status.tables import metadata
+from shared.database import make_engine
 
 target_metadata = metadata
 
@@ -22,7 +22,7 @@ def _run(connection: Connection) -> None:
 async def _online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is set by services.status.migrate"
-    engine = create_async_engine(url)
+    engine = make_engine(url)  # libpq's sslmode=verify-full etc. (shared/database.py)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()
