@@ -29,7 +29,7 @@ import random
 import socket
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,7 +37,8 @@ from uuid import UUID
 import asyncpg
 
 from services.router.intake import event_id, routed_event
-from services.status.projection import JobView, reduce, sort_key
+from services.status.domain.projection import Fold, reduce, sort_key
+from services.status.domain.views import FOLDED_FIELDS
 from shared.contracts.events import (
     JobStarted,
     JobSubmittedEvent,
@@ -194,12 +195,12 @@ def _lifecycle(job_id: UUID, at: datetime, worker: str) -> list[Any]:
 
 
 def _row(
-    view: JobView, listed_at: datetime, updated_at: datetime, events: list[Any]
+    fold: Fold, listed_at: datetime, updated_at: datetime, events: list[Any]
 ) -> dict[str, Any]:
     """The `jobs` row the status store writes for a view folded from `events`
-    (`store._row`; `folded_*`, migration 0010: the sort key of the last event folded)."""
-    row = asdict(view)
-    attempt, rank = row.pop("key")
+    (adapters/postgres.py `_row`; `folded_*`, migration 0010: the last event folded)."""
+    row = {name: getattr(fold.view, name) for name in (*FOLDED_FIELDS, "job_id")}
+    attempt, rank = fold.key
     folded_at, folded_rank, folded_event = max(sort_key(e) for e in events)
     return {
         **row,
@@ -216,9 +217,9 @@ def _row(
 def _templates(worker: str) -> _Templates:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     events = _lifecycle(uuid.uuid4(), at, worker)
-    view = reduce(events[0].job_id, events)
-    assert view.status == "succeeded", view
-    row = _row(view, at, at, events)
+    fold = reduce(events[0].job_id, events)
+    assert fold.view.status == "succeeded", fold
+    row = _row(fold, at, at, events)
     payloads = [
         {k: v for k, v in e.model_dump(mode="json").items() if k not in _PER_EVENT} for e in events
     ]
@@ -326,8 +327,9 @@ async def _check_sample(conn: asyncpg.Connection, job_ids: list[str]) -> None:
         events = [parse_event(p) for p in payloads]
         if [e.model_dump(mode="json") for e in events] != payloads or len(events) != 4:
             raise RuntimeError(f"seeded events of {job_id} are not as the store writes them")
-        view = reduce(UUID(job_id), events)
-        expected = _row(view, view.submitted_at or row["listed_at"], row["updated_at"], events)
+        fold = reduce(UUID(job_id), events)
+        view = fold.view
+        expected = _row(fold, view.submitted_at or row["listed_at"], row["updated_at"], events)
         if unknown := [c for c in columns if c not in expected]:
             raise RuntimeError(f"jobs has columns bench/seed.py does not fill: {unknown}")
         got = {c: _plain(row[c]) for c in columns}

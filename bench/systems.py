@@ -34,7 +34,7 @@ from bench.measure import Finder, Watch, named, single, tree
 from bench.publish import Outgoing, publish_all
 from devtools import environment
 from devtools.stack import Stack, free_port
-from services.status.queries import encode_cursor
+from services.status.adapters.queries import encode_cursor
 
 BIN = Path(sys.executable).parent
 SHARED = {

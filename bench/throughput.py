@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from devtools import environment
 from devtools.stack import Stack
-from services.status.store import apply_events
-from services.status.tables import jobs
+from services.status.adapters.tables import jobs
 from shared.contracts import events as ev
 from shared.contracts.jobs import JobSpec
 from shared.placement.decision import place
 from shared.placement.rules import load_rules
 from shared.settings import DEFAULT_RULES_FILE
+from tests.integration.store_helpers import apply_events
 
 
 async def end_to_end(n: int, concurrency: int) -> None:

@@ -24,7 +24,7 @@ from faststream.rabbit.response import RabbitPublishCommand
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
-from shared import topology
+from shared import messages, topology
 from shared.connection import FailoverBroker
 from shared.contracts import batches
 from shared.contracts.events import Event
@@ -258,10 +258,22 @@ class Bus:
     async def _send_batch(self, body: bytes) -> None:
         await self._publish(body, topology.EVENTS, self.events_key)
 
+    async def send(self, envelope: messages.Envelope) -> None:
+        """Publish one built message (shared/messages.py) and wait for its confirm."""
+        await self._publish(
+            envelope.body,
+            envelope.exchange,
+            envelope.routing_key,
+            priority=envelope.priority,
+            headers=envelope.headers,
+            message_id=envelope.message_id,
+            expiration=envelope.expiration,
+        )
+
     async def _publish(
         self,
         body: bytes,
-        exchange: RabbitExchange,
+        exchange: RabbitExchange | str,
         routing_key: str,
         *,
         priority: int | None = None,
@@ -284,7 +296,7 @@ class Bus:
             underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
             await underlay.basic_publish(
                 body,
-                exchange=exchange.name,
+                exchange=exchange if isinstance(exchange, str) else exchange.name,
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=True,
@@ -361,23 +373,16 @@ class Bus:
 
     async def submit(self, body: bytes) -> None:
         """Publish a client's JobSubmitted body to `jobs.intake`."""
-        await self._publish(body, topology.INTAKE, topology.SUBMITTED_KEY)
+        await self.send(messages.submitted_body(body))
 
     async def dispatch(self, job: PlacedJob) -> None:
         """Hand a placed job to its site's work queue, with the job's priority."""
-        await self._publish(_body(job), topology.DISPATCH, job.site.value, priority=job.priority)
+        await self.send(messages.dispatch(job))
 
     async def delay(self, job: PlacedJob, now: datetime, *, same_park: bool = False) -> None:
-        """Park a job in the delay tier that fits the time left until `job.run_at`;
-        the router's due-consumer takes it from there. Each parking gets a new `park_id`
-        (the due consumer dispatches each parking once); `same_park`: the due consumer
-        moving a parked job on to its next tier."""
-        assert job.run_at is not None
-        remaining = (job.run_at - now).total_seconds()
-        if not same_park or job.park_id is None:
-            job = job.model_copy(update={"park_id": uuid4()})
-        tier = topology.tier_for(remaining)
-        await self._publish(_body(job), topology.DELAY, tier.name, priority=job.priority)
+        """Park a job in the delay tier that fits the time left until `job.run_at`
+        (`messages.parking`)."""
+        await self.send(messages.parking(job, now, same_park=same_park))
 
     async def dead_letter(
         self,

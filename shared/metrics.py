@@ -36,6 +36,21 @@ WRITE_SIDE_RESTARTS = Counter(
     "hybridq_status_write_side_restarts_total",
     "Times the status service started its write side again after it exited",
 )
+SCHEDULE_FIRINGS = Counter(
+    "hybridq_schedule_firings_total",
+    "Firings claimed by this process; `caught_up` when fire times were missed before it",
+    ["kind"],
+)
+SCHEDULE_FIRING_LAG = Histogram(
+    "hybridq_schedule_firing_lag_seconds",
+    "Fire time to the moment the firing was claimed",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 3600),
+)
+OUTBOX_PUBLISHED = Counter(
+    "hybridq_outbox_published_total",
+    "Messages the status service's outbox relay published, by what decided them",
+    ["origin"],
+)
 API_LATENCY = Histogram(
     "hybridq_api_request_seconds", "HTTP API latency", ["method", "route", "code"]
 )

@@ -19,7 +19,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 import uvicorn  # noqa: E402
 
-from services.status import write_side  # noqa: E402 (imports no metric: see metrics_dir)
+from services.status.entrypoints import write_side  # noqa: E402 (imports no metric yet)
 from shared.logs import configure  # noqa: E402
 from shared.settings import StatusSettings, load  # noqa: E402
 
@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
         upgrade(settings.database_url)
         return 0
     if command == "projector":
-        write_side.run(settings)
+        from services.status.bootstrap import serve_write_side
+
+        write_side.run(settings, serve_write_side)
         return 0
     metrics = write_side.metrics_dir() if command == "serve" else None  # before any metric
     from services.status.bootstrap import create_app

@@ -166,6 +166,8 @@ class JobRedriven(Event):
     site: Site
     dead_letter_id: str
     next_attempt: int | None = None
+    max_attempts: int | None = None
+    """The job's own max_attempts: the fresh budget this redrive opens (contract §5)."""
 
 
 AnyEvent = Annotated[

@@ -86,3 +86,9 @@ class PlacedJob(JobSubmitted):
     @property
     def last_attempt(self) -> int:
         return self.first_attempt + self.max_attempts - 1
+
+    @property
+    def attempt_in_budget(self) -> int:
+        """This attempt's place in its budget (1 for the first after a redrive): the retry
+        backoff counts from it (contract §5, redrive)."""
+        return self.attempt - self.first_attempt + 1

@@ -1,31 +1,19 @@
-"""A failed attempt: retry it later through a delay tier, or dead-letter the job.
-
-Used by the worker for the attempts it runs and by the status service for a long attempt
-whose lease lapsed (its worker was lost), so both follow one retry policy.
-"""
+"""A failed attempt, as the worker publishes it (the rule: shared/retries.py), and a job the
+worker refuses outright, dead-lettered with its reason."""
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from datetime import datetime
+from uuid import UUID
 
-from shared import topology
-from shared.backoff import retry_delay
 from shared.bus import Bus, confirmed_together
-from shared.contracts.events import JobDeadLettered, JobFailed
+from shared.contracts.events import JobDeadLettered
 from shared.contracts.jobs import PlacedJob
-from shared.dead_letters import DeadLetterReason
+from shared.retries import RetryPolicy, plan_failure
 
 log = logging.getLogger("hybridq.worker")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_seconds: float
-    max_seconds: float
 
 
 async def fail_attempt(
@@ -39,45 +27,16 @@ async def fail_attempt(
     rng: random.Random,
     event_id: UUID | None = None,
 ) -> str:
-    """Publish JobFailed, then park the next attempt or dead-letter the job."""
-    failed_id = event_id or uuid4()
-    if not permanent and job.attempt < job.last_attempt:
-        wait = retry_delay(job.attempt, policy.base_seconds, policy.max_seconds, rng)
-        retry_at = now + timedelta(seconds=wait)
-        failed = bus.emit(
-            JobFailed(
-                event_id=failed_id,
-                job_id=job.job_id,
-                site=job.site,
-                attempt=job.attempt,
-                error=error,
-                retry_at=retry_at,
-            )
-        )
-        retry = job.model_copy(update={"attempt": job.attempt + 1, "run_at": retry_at})
-        await confirmed_together(failed, bus.delay(retry, now))
-        log.info(
-            "failed; retry scheduled",
-            extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},
-        )
-        return "retrying"
-    failed = bus.emit(
-        JobFailed(
-            event_id=failed_id, job_id=job.job_id, site=job.site, attempt=job.attempt, error=error
-        )
+    """Publish what the failure leads to (shared/retries.py), all confirmed together."""
+    failure = plan_failure(
+        job, error, permanent=permanent, now=now, policy=policy, rng=rng, event_id=event_id
     )
-    reason = DeadLetterReason.PERMANENT_ERROR if permanent else DeadLetterReason.MAX_ATTEMPTS
-    await dead_letter(
-        bus,
-        job.model_dump_json().encode(),
-        str(job.job_id),
-        topology.work_queue_name(job.site),
-        reason,
-        error,
-        job.attempt,
+    await confirmed_together(bus.emit(*failure.events), *(bus.send(m) for m in failure.messages))
+    log.info(
+        "failed; retry scheduled" if failure.outcome == "retrying" else "failed; dead-lettered",
+        extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},
     )
-    await failed
-    return "dead_lettered"
+    return failure.outcome
 
 
 async def dead_letter(

@@ -10,7 +10,7 @@ from uuid import UUID
 from shared.bus import Bus
 from shared.contracts.jobs import PlacedJob, Site
 from shared.contracts.workers import AttemptLeased, AttemptReleased
-from shared.worker.failing import RetryPolicy
+from shared.retries import RetryPolicy
 
 log = logging.getLogger("hybridq.worker")
 

@@ -26,8 +26,9 @@ from shared.contracts.workers import RunningAttempt
 from shared.dead_letters import DeadLetterReason
 from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
 from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
+from shared.retries import RetryPolicy
 from shared.worker.executors import Executor
-from shared.worker.failing import RetryPolicy, dead_letter, fail_attempt
+from shared.worker.failing import dead_letter, fail_attempt
 from shared.worker.handlers import JobContext
 from shared.worker.leases import Leases, Leasing
 from shared.worker.link import LoopLink

@@ -70,6 +70,8 @@ async def wait_for(
 async def events(api: str, job_id: str, token: str | None = None) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=api, timeout=10, headers=_headers(token)) as http:
         response = await http.get(f"/jobs/{job_id}/events")
+        if response.status_code == 404:  # not seen yet: no events so far
+            return []
         response.raise_for_status()
         items: list[dict[str, Any]] = response.json()["items"]
         return items

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from devtools.stack import Stack
-from services.status.leases import INTERRUPTED
+from services.status.service_layer.leases import INTERRUPTED
 from tests.e2e.client import events, job, submit, wait_for
 
 pytestmark = pytest.mark.connected

@@ -21,8 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devtools.stack import Stack
-from services.status.schedules.tables import schedule_firings, schedules
-from services.status.schedules.timing import job_id_for
+from services.status.adapters.tables import outbox, schedule_firings, schedules
+from services.status.domain.schedules import job_id_for
 from tests.conftest import free_port
 from tests.e2e.client import events, wait_for
 
@@ -134,14 +134,15 @@ async def test_a_firing_published_again_runs_once(stack: Stack, engine: AsyncEng
         await asyncio.sleep(2.5)
         await http.patch(f"/schedules/{schedule_id}", json={"enabled": False})
         fired, _ = await all_jobs_seen(http, engine, schedule_id)
-        published = await wait_metric(stack.api, "hybridq_schedule_jobs_published_total", 0)
+        metric = 'hybridq_outbox_published_total{origin="schedule"}'
+        published = await wait_metric(stack.api, metric, 0)
         async with engine.begin() as conn:  # as if every mark had been lost
             await conn.execute(
-                update(schedule_firings)
-                .where(schedule_firings.c.schedule_id == UUID(schedule_id))
-                .values(published_at=None)
+                update(outbox)
+                .where(outbox.c.origin == f"schedule:{schedule_id}")
+                .values(sent_at=None)
             )
-        await wait_metric(stack.api, "hybridq_schedule_jobs_published_total", published)
+        await wait_metric(stack.api, metric, published)
         await asyncio.sleep(1.5)  # time for the copies to reach the router and be skipped
         for f in fired:
             view = await wait_for(stack.api, str(f.job_id))

@@ -1,5 +1,5 @@
 """The status service as two processes: the HTTP API, and the write side in a child
-(`services/status/write_side.py`). Each half may die; neither outlives the service."""
+(`services/status/entrypoints/write_side.py`). Each half may die; neither outlives the service."""
 
 from __future__ import annotations
 

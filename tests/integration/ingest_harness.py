@@ -17,9 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from devtools import environment
-from services.status import consumers, outbox
-from services.status.projector import Projector
-from services.status.tables import dead_letters
+from services.status.adapters.outbox import Relay
+from services.status.adapters.postgres import unit_of_work
+from services.status.adapters.tables import dead_letters
+from services.status.entrypoints.consumers import dead_letters as dead_letter_consumer
+from services.status.entrypoints.consumers import events as event_consumer
+from services.status.entrypoints.consumers.projector import Projector
+from services.status.service_layer.unit_of_work import UnitOfWorkFactory
 from shared import topology
 from shared.bus import Bus, make_broker
 from shared.identity import WorkerUsers
@@ -30,6 +34,8 @@ class Harness:
     engine: AsyncEngine
     bus: Bus
     projector: Projector
+    units: UnitOfWorkFactory
+    relay: Relay
 
 
 @asynccontextmanager
@@ -45,21 +51,22 @@ async def status_consumers(
     engine = create_async_engine(database_url, pool_pre_ping=True, pool_size=3)
     broker = make_broker(amqp_url, 50)
     bus = Bus(broker)
-    projector = Projector(
-        engine, 50, 0.02, hold_seconds=hold_seconds, relay=lambda: outbox.relay(engine, bus)
-    )
-    events = consumers.subscribe(
-        broker, bus, projector, engine, hold_seconds, workers=workers or WorkerUsers()
-    )
+    relay = Relay(engine, bus, poll_seconds=0.5)
+    units = unit_of_work(engine, on_outbox=relay.wake)
+    projector = Projector(units, 50, 0.02, hold_seconds=hold_seconds)
+    users = workers or WorkerUsers()
+    event_consumer.subscribe(broker, bus, projector, users)
+    dead_letter_consumer.subscribe(broker, units, users, hold_seconds)
     await projector.start()
     await broker.connect()
     await topology.declare(broker, topology.status_bindings())
     await broker.start()
-    await events.start()
+    relaying = asyncio.create_task(relay.run())
     try:
-        yield Harness(engine, bus, projector)
+        yield Harness(engine, bus, projector, units, relay)
     finally:
-        await events.stop()
+        relaying.cancel()
+        await asyncio.gather(relaying, return_exceptions=True)
         await broker.stop()
         await projector.stop()
         await engine.dispose()

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import queries
-from services.status.store import apply_events
-from services.status.tables import jobs
+from services.status.adapters import queries
+from services.status.adapters.tables import jobs
 from shared.contracts import events as ev
+from tests.integration.store_helpers import apply_events
 
 pytestmark = pytest.mark.connected
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.status import queries
+from services.status.adapters import queries
 
 
 def count_statements(engine: AsyncEngine) -> list[str]:

@@ -13,9 +13,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import operations, queries, redrives
-from services.status.ingest import DeadLetter
-from services.status.store import record_dead_letter
+from services.status.adapters import queries
+from services.status.adapters.outbox import Relay
+from services.status.adapters.postgres import unit_of_work
+from services.status.adapters.tables import outbox
+from services.status.domain.dead_letters import DeadLetter
+from services.status.service_layer import operations
+from services.status.service_layer.projecting import record_dead_letter
+from services.status.service_layer.unit_of_work import RedriveSelection
 from shared import topology
 from shared.bus import Bus
 from shared.contracts.jobs import PlacedJob, Site
@@ -30,7 +35,7 @@ class Recording:
         self.published: list[tuple[str, str]] = []
 
     async def publish(self, body: bytes, *, exchange: Any, routing_key: str, **_: Any) -> None:
-        self.published.append((exchange.name, routing_key))
+        self.published.append((getattr(exchange, "name", exchange), routing_key))
 
     def dispatches(self) -> list[str]:
         return [key for name, key in self.published if name == topology.DISPATCH.name]
@@ -41,63 +46,70 @@ class Refusing:
         raise ConnectionResetError("broker gone")
 
 
-async def dead_letter(engine: AsyncEngine) -> dict[str, Any]:
+async def dead_letter(engine: AsyncEngine) -> tuple[str, uuid.UUID]:
     job = PlacedJob(job_id=uuid.uuid4(), job_type="fail", site=Site.PRIVATE, max_attempts=1)
     letter_id = str(uuid.uuid4())
     body = job.model_dump_json()
-    await record_dead_letter(
-        engine,
-        DeadLetter(
-            id=letter_id,
-            job_id=job.job_id,
-            job_type=job.job_type,
-            site="private",
-            reason="max_attempts",
-            source_queue="jobs.private",
-            dead_lettered_at=datetime.now(UTC),
-            body=body,
-            raw_body=body.encode(),
-        ),
-    )
-    [letter] = await queries.dead_letters_to_redrive(
-        engine, ids=[letter_id], reason=None, job_type=None, limit=1
-    )
-    return letter
-
-
-async def pending(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int(
-            (
-                await conn.execute(select(func.count()).select_from(redrives.redrive_outbox))
-            ).scalar_one()
+    async with unit_of_work(engine)() as uow:
+        await record_dead_letter(
+            uow,
+            DeadLetter(
+                id=letter_id,
+                job_id=job.job_id,
+                job_type=job.job_type,
+                site="private",
+                reason="max_attempts",
+                source_queue="jobs.private",
+                dead_lettered_at=datetime.now(UTC),
+                body=body,
+                raw_body=body.encode(),
+                attempts=1,
+            ),
         )
+    return letter_id, job.job_id
+
+
+async def redrive(engine: AsyncEngine, letter_id: str, site: Site | None) -> operations.Redriven:
+    async with unit_of_work(engine)() as uow:
+        return await operations.redrive(uow, RedriveSelection(ids=[letter_id]), site)
+
+
+async def unsent(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+        return int((await conn.execute(query)).scalar_one())
 
 
 async def test_concurrent_redrives_claim_and_dispatch_once(engine: AsyncEngine) -> None:
-    letter = await dead_letter(engine)
+    await Relay(engine, Bus(Recording())).publish_pending()  # type: ignore[arg-type]
+    letter, _ = await dead_letter(engine)
+    results = await asyncio.gather(*(redrive(engine, letter, None) for _ in range(10)))
+    assert sum(r.claimed for r in results) == 1
     broker = Recording()
-    bus = Bus(broker)  # type: ignore[arg-type]
-    results = await asyncio.gather(
-        *(operations.redrive(engine, bus, [letter], None) for _ in range(10))
-    )
-    assert sum(claimed for claimed, _ in results) == 1
+    await Relay(engine, Bus(broker)).publish_pending()  # type: ignore[arg-type]
     assert broker.dispatches() == ["private"]
-    assert await pending(engine) == 0
+    assert await unsent(engine) == 0
 
 
 async def test_a_failed_publish_is_relayed_later_exactly_once(engine: AsyncEngine) -> None:
-    letter = await dead_letter(engine)
-    claimed, _ = await operations.redrive(engine, Bus(Refusing()), [letter], Site.PUBLIC)  # type: ignore[arg-type]
-    assert claimed == 1  # the claim holds: nobody else redrives this letter
-    assert await pending(engine) == 1
-    again, _ = await operations.redrive(engine, Bus(Refusing()), [letter], None)  # type: ignore[arg-type]
-    assert again == 0
+    await Relay(engine, Bus(Recording())).publish_pending()  # type: ignore[arg-type]
+    letter, job_id = await dead_letter(engine)
+    result = await redrive(engine, letter, Site.PUBLIC)
+    assert result.claimed == 1  # the claim holds: nobody else redrives this letter
+    assert await Relay(engine, Bus(Refusing())).publish_pending() == 0  # type: ignore[arg-type]
+    assert await unsent(engine) == 2  # the JobRedriven batch and the dispatch
+    again = await redrive(engine, letter, None)
+    assert again.claimed == 0
     broker = Recording()
-    assert await redrives.relay(engine, Bus(broker)) == 1  # type: ignore[arg-type]
+    assert await Relay(engine, Bus(broker)).publish_pending() == 2  # type: ignore[arg-type]
     assert broker.dispatches() == ["public"]
-    assert await redrives.relay(engine, Bus(broker)) == 0  # type: ignore[arg-type]
+    assert await Relay(engine, Bus(broker)).publish_pending() == 0  # type: ignore[arg-type]
     assert broker.dispatches() == ["public"]
-    view = await queries.get_job(engine, letter["job_id"])
+    view = await queries.get_job(engine, job_id)  # re-opened in the claim's transaction
     assert view is not None
-    assert (view["status"], view["site"]) == ("queued", "public")
+    assert (view.status, view.site, view.attempts, view.max_attempts) == (
+        "queued",
+        "public",
+        1,
+        2,  # a job of 1 that used 1 reads "1 of 2" after one redrive (contract §5)
+    )

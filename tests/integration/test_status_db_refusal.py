@@ -17,8 +17,10 @@ from aio_pika import IncomingMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import groups, queries, saga
-from services.status.tables import jobs
+from services.status.adapters import queries
+from services.status.adapters.tables import jobs
+from services.status.domain.ids import compensation_job_id
+from services.status.service_layer import groups
 from shared import topology
 from shared.contracts import events as ev
 from shared.contracts.jobs import JobSubmitted
@@ -110,7 +112,8 @@ async def test_events_arriving_while_the_database_refuses_are_all_projected_afte
         group_id = uuid.uuid4()
         members = [(JobSubmitted(job_id=member, job_type="noop"), COMPENSATE)]
         members.append((JobSubmitted(job_id=failing, job_type="noop"), None))
-        await groups.create(status.engine, status.bus, group_id, members)
+        async with status.units() as uow:
+            await groups.create(uow, group_id, members)
         letters_before = await dead_letter_count(status.engine)
         refuse(database, how)
         try:  # all three consumers get work while the database refuses
@@ -139,13 +142,13 @@ async def test_events_arriving_while_the_database_refuses_are_all_projected_afte
         compensation = await eventually(
             lambda: compensation_queued(status.engine, member), 20, "the group compensates"
         )
-        assert compensation == saga.compensation_job_id(group_id, member)
+        assert compensation == compensation_job_id(group_id, member)
         # only the dead letters sent on purpose: nothing was dead-lettered for the outage
         assert await dead_letter_count(status.engine) == letters_before + len(lettered)
         for job_id in lettered:
             view = await queries.get_job(status.engine, job_id)
             assert view is not None
-            assert view["status"] == "dead_lettered"
+            assert view.status == "dead_lettered"
         await eventually(
             lambda: settled(
                 amqp_url,

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from devtools import environment
-from services.status import queries
-from services.status.tables import dead_letters
+from services.status.adapters import queries
+from services.status.adapters.tables import dead_letters
 from shared import topology
 from shared.contracts import events as ev
 from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
@@ -112,10 +112,10 @@ async def test_hostile_messages_are_listed_and_settled(amqp_url: str, database_u
     assert all("\x00" not in str(r["body"]) for r in rows)
     assert b"\xff\xfe\x00 not utf-8" in raw  # the exact bytes are kept beside the text
     assert view is not None
-    assert view["job_type"] == "noop"
-    assert view["params"] == {"p\ufffd": "v\ufffd"}
-    assert view["status"] == "submitted"  # the imitation headers ended nothing
-    assert datetime.now(UTC) > view["submitted_at"]
+    assert view.job_type == "noop"
+    assert view.params == {"p\ufffd": "v\ufffd"}
+    assert view.status == "submitted"  # the imitation headers ended nothing
+    assert datetime.now(UTC) > view.submitted_at
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ async def test_a_worker_cannot_report_on_another_sites_job(
 
         async def routed() -> bool:
             views = [await queries.get_job(status.engine, j) for j in (private, public)]
-            return all(v is not None and v["status"] == "queued" for v in views)
+            return all(v is not None and v.status == "queued" for v in views)
 
         await eventually(routed, 10, "both routed")
         forged = ev.JobSucceeded(job_id=private, site="public", attempt=1, duration_seconds=1)  # type: ignore[arg-type]
@@ -168,7 +168,7 @@ async def test_a_worker_cannot_report_on_another_sites_job(
 
         async def honest_projected() -> bool:
             view = await queries.get_job(status.engine, public)
-            return view is not None and view["status"] == "succeeded"
+            return view is not None and view.status == "succeeded"
 
         await eventually(honest_projected, 10, "the honest report projected")
 
@@ -179,4 +179,4 @@ async def test_a_worker_cannot_report_on_another_sites_job(
         await eventually(forbidden, 10, "the forgery dead-lettered as forbidden")
         view = await queries.get_job(status.engine, private)
     assert view is not None
-    assert view["status"] == "queued"
+    assert view.status == "queued"

@@ -11,16 +11,17 @@ import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.status import queries, retention
-from services.status.ingest import Arrival
-from services.status.leader import Leadership
-from services.status.projection import reduce
-from services.status.projector import Projector
-from services.status.schedules.tables import schedule_firings
-from services.status.store import apply_events
-from services.status.tables import dead_letters, job_events, jobs, outbox
+from services.status.adapters import queries
+from services.status.adapters.leader import Leadership
+from services.status.adapters.postgres import unit_of_work
+from services.status.adapters.tables import dead_letters, job_events, jobs, outbox, schedule_firings
+from services.status.domain.arrivals import Arrival
+from services.status.domain.projection import reduce
+from services.status.entrypoints.consumers.projector import Projector
+from services.status.service_layer import retention
 from shared.contracts import events as ev
 from tests.integration.ingest_harness import eventually
+from tests.integration.store_helpers import apply_events
 
 pytestmark = pytest.mark.connected
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -50,7 +51,7 @@ async def test_two_projectors_on_one_database_give_the_in_order_views(database_u
     """Each replica gets a random part of every job's events, at the same moment, in one
     batch each (two transactions over the same jobs at once): no update is lost."""
     engines = [create_async_engine(database_url, pool_size=2) for _ in range(2)]
-    projectors = [Projector(e, batch_size=1000, batch_wait=0.2) for e in engines]
+    projectors = [Projector(unit_of_work(e), batch_size=1000, batch_wait=0.2) for e in engines]
     try:
         for p in projectors:
             await p.start()
@@ -72,14 +73,14 @@ async def test_two_projectors_on_one_database_give_the_in_order_views(database_u
             )
             for job_id in ids:
                 view = await queries.get_job(engines[0], job_id)
-                expected = reduce(job_id, lifecycle(job_id))
+                expected = reduce(job_id, lifecycle(job_id)).view
                 assert view is not None
-                assert (view["status"], view["attempts"], view["progress"]) == (
+                assert (view.status, view.attempts, view.progress) == (
                     expected.status,
                     expected.attempts,
                     expected.progress,
                 )
-                assert view["finished_at"] == expected.finished_at
+                assert view.finished_at == expected.finished_at
     finally:
         for p in projectors:
             await p.stop()
@@ -139,17 +140,19 @@ async def test_retention_deletes_old_terminal_jobs_and_keeps_the_rest(
                 headers={},
             )
         )
-        await conn.execute(insert(outbox).values(message_id="m", body=b"{}", sent_at=days_ago))
-        firing = {"schedule_id": uuid.uuid4(), "fire_time": days_ago, "claimed_at": days_ago}
+        sent = {"exchange": "jobs.intake", "routing_key": "job.submitted", "body": b"{}"}
+        await conn.execute(insert(outbox).values(message_id="m", sent_at=days_ago, **sent))
+        await conn.execute(insert(outbox).values(message_id="owed", sent_at=None, **sent))
+        firing = {"schedule_id": uuid.uuid4(), "claimed_at": days_ago}
         await conn.execute(
             insert(schedule_firings).values(
                 [
-                    {**firing, "job_id": old[0], "body": {}, "published_at": days_ago},
-                    {**firing, "job_id": running, "body": {}, "published_at": None},
+                    {**firing, "job_id": old[0], "fire_time": days_ago},
+                    {**firing, "job_id": running, "fire_time": now},
                 ]
             )
         )
-    deleted = await retention.purge(engine, timedelta(days=1))
+    deleted = await retention.purge(unit_of_work(engine), timedelta(days=1), now)
     assert deleted >= len(old) + 2
     async with engine.connect() as conn:
         left = set(
@@ -168,7 +171,10 @@ async def test_retention_deletes_old_terminal_jobs_and_keeps_the_rest(
             .select_from(outbox)
             .where(outbox.c.sent_at < now - timedelta(days=1))
         )
+        owed_left = await conn.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.message_id == "owed")
+        )
         firings_left = set(await conn.scalars(select(schedule_firings.c.job_id)))
     assert left == {running, recent}  # old terminal jobs gone; running and recent kept
-    assert (events_left, letters_left, sent_left) == (0, 0, 0)
-    assert firings_left == {running}  # an old published firing goes, an unpublished one stays
+    assert (events_left, letters_left, sent_left, owed_left) == (0, 0, 0, 1)  # unsent stays
+    assert firings_left == {running}  # an old firing goes, a recent one stays

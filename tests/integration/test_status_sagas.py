@@ -15,20 +15,34 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from services.status import groups, queries, saga
-from services.status.leader import Leadership, every
-from services.status.outbox import add as outbox_add
-from services.status.outbox import relay
-from services.status.store import apply_events
-from services.status.tables import group_members, jobs, outbox
-from shared import topology
+from services.status.adapters import queries
+from services.status.adapters.leader import Leadership, every
+from services.status.adapters.outbox import Relay
+from services.status.adapters.postgres import unit_of_work
+from services.status.adapters.tables import group_members, jobs, outbox
+from services.status.domain.ids import compensation_job_id
+from services.status.service_layer import groups
+from shared import messages, topology
 from shared.bus import Bus, make_broker
 from shared.contracts import events as ev
 from shared.contracts.jobs import JobSubmitted
 from tests.integration.ingest_harness import eventually, status_consumers
+from tests.integration.store_helpers import apply_events
 
 pytestmark = pytest.mark.connected
 COMPENSATE = {"job_type": "noop", "params": {"undo": 1}}
+
+
+async def create_group(
+    engine: AsyncEngine, group_id: uuid.UUID, members: list[tuple[JobSubmitted, Any]]
+) -> None:
+    """The group, its members and their submissions in one transaction (nothing sent yet)."""
+    async with unit_of_work(engine)() as uow:
+        await groups.create(uow, group_id, members)
+
+
+async def relay(engine: AsyncEngine, bus: Bus) -> int:
+    return await Relay(engine, bus).publish_pending()
 
 
 def job(**fields: Any) -> JobSubmitted:
@@ -120,12 +134,7 @@ async def test_group_creation_writes_members_and_outbox_in_one_transaction(
     """A crash after the commit and before the publish loses nothing: the relay sends it."""
     a, b = job(), job()
     group_id = uuid.uuid4()
-
-    class DownBus(Bus):
-        async def submit(self, body: bytes) -> None:
-            raise ConnectionError("broker away right after the commit")
-
-    await groups.create(engine, DownBus(bus.broker), group_id, [(a, COMPENSATE), (b, None)])
+    await create_group(engine, group_id, [(a, COMPENSATE), (b, None)])  # then the crash
     assert str(a.job_id) not in await intake.job_ids()
     assert await relay(engine, bus) >= 2
     assert await relay(engine, bus) == 0  # sent once, marked sent
@@ -138,7 +147,8 @@ async def test_compensation_after_a_cancelled_member_by_the_event_path_alone(
     async with status_consumers(amqp_url, database_url) as status:  # no sweep runs here
         a, b = job(), job()
         group_id = uuid.uuid4()
-        await groups.create(status.engine, status.bus, group_id, [(a, COMPENSATE), (b, None)])
+        async with status.units() as uow:  # the relay publishes it once committed
+            await groups.create(uow, group_id, [(a, COMPENSATE), (b, None)])
         for event in [*lifecycle(a.job_id), *lifecycle(b.job_id), succeeded(a.job_id)]:
             await status.bus.event(event)
         started = time.monotonic()
@@ -150,7 +160,7 @@ async def test_compensation_after_a_cancelled_member_by_the_event_path_alone(
             lambda: compensation_sent(status.engine, compensation), 10, "compensation published"
         )
         took = time.monotonic() - started
-    assert compensation == saga.compensation_job_id(group_id, a.job_id)
+    assert compensation == compensation_job_id(group_id, a.job_id)
     assert str(compensation) in await intake.job_ids()
     assert took < 5, f"the event path took {took:.1f} s"
 
@@ -163,10 +173,12 @@ async def test_compensation_by_the_sweep_alone(amqp_url: str, database_url: str,
     try:
         a, b = job(), job()
         group_id = uuid.uuid4()
-        await groups.create(engine, bus, group_id, [(a, COMPENSATE), (b, None)])
+        await create_group(engine, group_id, [(a, COMPENSATE), (b, None)])
+        await relay(engine, bus)
         await apply_events(engine, [*lifecycle(a.job_id), succeeded(a.job_id)])
         await apply_events(engine, [*lifecycle(b.job_id)])
-        sweeper = asyncio.create_task(every(0.5, lambda: saga.sweep(engine), leadership))
+        units = unit_of_work(engine)
+        sweeper = asyncio.create_task(every(0.5, lambda: groups.sweep(units), leadership))
         started = time.monotonic()
         async with engine.begin() as conn:  # not through the projection
             await conn.execute(
@@ -177,9 +189,9 @@ async def test_compensation_by_the_sweep_alone(amqp_url: str, database_url: str,
         )
         took = time.monotonic() - started
         sweeper.cancel()
-        assert compensation == saga.compensation_job_id(group_id, a.job_id)
+        assert compensation == compensation_job_id(group_id, a.job_id)
         assert took < 3, f"the sweep took {took:.1f} s (runs every 0.5 s)"
-        assert await saga.sweep(engine) == 0  # a settled group is not read again
+        assert await groups.sweep(units) == 0  # a settled group is not read again
     finally:
         await leadership.release()
         await engine.dispose()
@@ -191,13 +203,14 @@ async def test_a_broker_dead_lettered_member_ends_dead_lettered_and_its_group_co
     async with status_consumers(amqp_url, database_url) as status:
         a, b = job(), job()
         group_id = uuid.uuid4()
-        await groups.create(status.engine, status.bus, group_id, [(a, COMPENSATE), (b, None)])
+        async with status.units() as uow:  # the relay publishes it once committed
+            await groups.create(uow, group_id, [(a, COMPENSATE), (b, None)])
         for event in [*lifecycle(a.job_id), *lifecycle(b.job_id), succeeded(a.job_id)]:
             await status.bus.event(event)
 
         async def queued() -> bool:
             view = await queries.get_job(status.engine, b.job_id)
-            return view is not None and view["status"] == "queued"
+            return view is not None and view.status == "queued"
 
         await eventually(queued, 10, "b queued")
         # the broker itself dead-letters b's placed copy (a queue whose messages expire)
@@ -215,7 +228,7 @@ async def test_a_broker_dead_lettered_member_ends_dead_lettered_and_its_group_co
 
             async def dead_lettered() -> bool:
                 view = await queries.get_job(status.engine, b.job_id)
-                return view is not None and view["status"] == "dead_lettered"
+                return view is not None and view.status == "dead_lettered"
 
             await eventually(dead_lettered, 15, "b dead_lettered")
             await doomed.delete()
@@ -223,7 +236,7 @@ async def test_a_broker_dead_lettered_member_ends_dead_lettered_and_its_group_co
             lambda: compensation_queued(status.engine, a.job_id), 10, "compensation decided"
         )
         letters, _ = await queries.list_dead_letters(status.engine, limit=50)
-    assert compensation == saga.compensation_job_id(group_id, a.job_id)
+    assert compensation == compensation_job_id(group_id, a.job_id)
     mine = [d for d in letters if d["job_id"] == b.job_id]
     assert [d["reason"] for d in mine] == ["expired"]
 
@@ -237,8 +250,9 @@ async def test_two_relays_at_once_publish_each_outbox_row_once(
         await intake.job_ids()
         intake.received = 0
         jobs_ = [job() for _ in range(120)]
-        async with engines[0].begin() as conn:
-            await outbox_add(conn, jobs_)
+        async with unit_of_work(engines[0])() as uow:
+            for j in jobs_:
+                await uow.outbox.add(messages.submission(j))
         counts = await asyncio.gather(*(relay(e, bus) for e in engines))
         assert sum(counts) >= len(jobs_)
         ids = await eventually(lambda: _at_least(intake, len(jobs_)), 10, "every row published")

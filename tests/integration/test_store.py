@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.status import queries
-from services.status.store import apply_events
+from services.status.adapters import queries
 from shared.contracts import events as ev
+from tests.integration.store_helpers import apply_events
 
 pytestmark = pytest.mark.connected
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -67,10 +68,10 @@ async def test_shuffled_and_duplicated_events_give_the_in_order_view(engine: Asy
     assert a is not None
     assert b is not None
     ignore = {"job_id", "updated_at"}
-    assert {k: v for k, v in a.items() if k not in ignore} == {
-        k: v for k, v in b.items() if k not in ignore
+    assert {k: v for k, v in asdict(a).items() if k not in ignore} == {
+        k: v for k, v in asdict(b).items() if k not in ignore
     }
-    assert (b["status"], b["attempts"], b["result"]) == ("succeeded", 2, {"ok": 1})
+    assert (b.status, b.attempts, b.result) == ("succeeded", 2, {"ok": 1})
     history = await queries.job_history(engine, shuffled_id)
     assert [e["type"] for e in history] == [e.type for e in events]
 
@@ -81,13 +82,13 @@ async def test_events_for_a_job_not_seen_yet_are_kept(engine: AsyncEngine) -> No
     await apply_events(engine, [started])
     view = await queries.get_job(engine, job_id)
     assert view is not None
-    assert (view["status"], view["job_type"]) == ("running", None)
+    assert (view.status, view.job_type) == ("running", None)
     await apply_events(
         engine, [ev.JobSubmittedEvent(job_id=job_id, job_type="noop", occurred_at=T0)]
     )
     view = await queries.get_job(engine, job_id)
     assert view is not None
-    assert (view["status"], view["job_type"]) == ("running", "noop")
+    assert (view.status, view.job_type) == ("running", "noop")
 
 
 async def test_terminal_states_do_not_change(engine: AsyncEngine) -> None:
@@ -110,7 +111,7 @@ async def test_terminal_states_do_not_change(engine: AsyncEngine) -> None:
     )
     view = await queries.get_job(engine, job_id)
     assert view is not None
-    assert view["status"] == "cancelled"
+    assert view.status == "cancelled"
 
 
 async def test_pagination_walks_every_job_exactly_once_while_jobs_arrive(
@@ -131,7 +132,7 @@ async def test_pagination_walks_every_job_exactly_once_while_jobs_arrive(
     cursor = None
     while True:
         items, cursor = await queries.list_jobs(engine, limit=5, cursor=cursor, job_type=job_type)
-        seen += [i["job_id"] for i in items]
+        seen += [i.job_id for i in items]
         # new jobs keep arriving (newer than everything): they never shift the walk
         await apply_events(engine, [ev.JobSubmittedEvent(job_id=uuid.uuid4(), job_type=job_type)])
         if cursor is None:
@@ -140,7 +141,7 @@ async def test_pagination_walks_every_job_exactly_once_while_jobs_arrive(
     assert sorted(original) == sorted(ids)
     assert len(original) == len(set(original))
     keys = [
-        (i["submitted_at"], i["job_id"])
+        (i.submitted_at, i.job_id)
         for i in (await queries.list_jobs(engine, limit=500, job_type=job_type))[0]
     ]
     assert keys == sorted(keys, reverse=True)
@@ -168,7 +169,7 @@ async def test_listing_filters_by_submitted_time_range(engine: AsyncEngine) -> N
         submitted_after=T0 + timedelta(hours=1),
         submitted_before=T0 + timedelta(hours=3),
     )
-    assert [i["job_id"] for i in items] == [ids[2], ids[1]]
+    assert [i.job_id for i in items] == [ids[2], ids[1]]
 
 
 async def test_a_malformed_copy_never_changes_an_accepted_job(engine: AsyncEngine) -> None:
@@ -182,10 +183,10 @@ async def test_a_malformed_copy_never_changes_an_accepted_job(engine: AsyncEngin
     )
     shown = await queries.get_job(engine, late_accepted)
     assert shown is not None
-    assert shown["status"] == "rejected"
+    assert shown.status == "rejected"
     await apply_events(engine, lifecycle(late_accepted)[:2])
     views = [await queries.get_job(engine, j) for j in (running, late_accepted)]
-    assert [v["status"] for v in views if v] == ["running", "queued"]
+    assert [v.status for v in views if v] == ["running", "queued"]
 
 
 async def test_batches_of_any_size_read_views_with_one_prepared_statement(
@@ -195,14 +196,14 @@ async def test_batches_of_any_size_read_views_with_one_prepared_statement(
     connection, whatever the batch size (an IN list was a new statement per size)."""
     from sqlalchemy import text
 
-    from services.status.store import PgUnitOfWork
+    from services.status.adapters.postgres import PgUnitOfWork
 
     ids = [uuid.uuid4() for _ in range(120)]
     await apply_events(engine, [lifecycle(job_id)[0] for job_id in ids[:3]])
     async with engine.connect() as conn:
         uow = PgUnitOfWork(conn)
         for size in range(1, len(ids) + 1):
-            found = await uow.views(ids[:size])
+            found = await uow.jobs.folds(ids[:size])
             assert set(found) == set(ids[: min(size, 3)])
         prepared = await conn.scalar(
             text(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from services.status.db_errors import db_retrying, is_message_fault, is_transient
+from services.status.adapters.db_errors import db_retrying, is_message_fault, is_transient
 
 
 def wrapped(cause: BaseException) -> DBAPIError:

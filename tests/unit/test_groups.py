@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from services.status.groups import group_status
-from services.status.saga import Member, compensation_job_id, compensations_due
+from services.status.domain.ids import compensation_job_id
+from services.status.domain.saga import Member, compensations_due, group_status
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.status import ingest, wire
-from services.status.ingest import Arrival, DeadLetter, Ending, Outcome
-from services.status.projection import JobView, freeze, reduce, sort_key
+from services.status.adapters import wire
+from services.status.domain.arrivals import Arrival, Outcome
+from services.status.domain.dead_letters import DeadLetter, Ending
+from services.status.domain.projection import Fold, freeze, reduce, sort_key
+from services.status.service_layer import projecting
+from services.status.service_layer.unit_of_work import NewMember
 from shared import topology
+from shared.contracts import batches
 from shared.contracts import events as ev
 from shared.contracts.jobs import Site
 from shared.dead_letters import DEAD_LETTER_ID_HEADER, JOB_ID_HEADER, REASON_HEADER
@@ -40,11 +44,18 @@ def routed(job_id: uuid.UUID, site: str = "private") -> list[ev.Event]:
 
 async def project(store: FakeStore, *arrivals: Arrival) -> list[Outcome]:
     async with store.begin() as uow:
-        return await ingest.project(uow, arrivals)
+        return await projecting.project(uow, arrivals)
+
+
+async def grouped(store: FakeStore, *job_ids: uuid.UUID) -> None:
+    """Make the jobs members of a group, so the saga coordinator records their endings."""
+    async with store.begin() as uow:
+        members = [NewMember(j, None, "internal", 5) for j in job_ids]
+        await uow.groups.add(uuid.uuid4(), members)
 
 
 def status(store: FakeStore, job_id: uuid.UUID) -> str:
-    return store.views[job_id].view.status
+    return store.views[job_id].fold.view.status
 
 
 async def test_a_batch_projects_new_events_and_skips_duplicates() -> None:
@@ -111,11 +122,12 @@ def letter(job_id: uuid.UUID | None, ending: Ending, **extra: object) -> DeadLet
 
 async def record(store: FakeStore, dead: DeadLetter) -> bool:
     async with store.begin() as uow:
-        return await ingest.record_dead_letter(uow, dead)
+        return await projecting.record_dead_letter(uow, dead)
 
 
 async def test_a_dead_letter_ends_its_job_in_the_same_transaction() -> None:
     store, job_id = FakeStore(), uuid.uuid4()
+    await grouped(store, job_id)
     await project(store, *(Arrival(e) for e in routed(job_id)))
     dead = letter(job_id, Ending.DEAD_LETTER)
     assert await record(store, dead) is True
@@ -127,6 +139,7 @@ async def test_a_dead_letter_ends_its_job_in_the_same_transaction() -> None:
 
 async def test_a_dead_letter_does_not_touch_a_terminal_job_or_an_event_copy() -> None:
     store, done, running = FakeStore(), uuid.uuid4(), uuid.uuid4()
+    await grouped(store, done, running)
     cancel = ev.JobCancelled(job_id=done, reason="stop", occurred_at=T0)
     await project(store, Arrival(cancel), *(Arrival(e) for e in routed(running)))
     assert store.ended_members == [(done, "cancelled")]  # the projection saw it end
@@ -142,6 +155,7 @@ async def test_the_projection_reports_each_ending_once_in_its_transaction() -> N
     """The saga coordinator learns of a member's ending from the transaction that shows it
     terminal: once, with the status shown, never for a job still running or a duplicate."""
     store, job_id, other = FakeStore(), uuid.uuid4(), uuid.uuid4()
+    await grouped(store, job_id, other)
     await project(
         store, *(Arrival(e) for e in routed(job_id)), *(Arrival(e) for e in routed(other))
     )
@@ -226,9 +240,15 @@ def test_hostile_dead_letters_are_storable(body: bytes) -> None:
 
 @pytest.mark.parametrize("body", [*HOSTILE_BODIES, b"{" * 10 + b"x" * (2 << 20)])
 def test_hostile_events_are_unreadable_with_a_reason(body: bytes) -> None:
-    with pytest.raises(wire.Unreadable) as caught:
-        wire.read_event(body)
-    assert caught.value.reason in {"malformed_json", "schema", "oversize"}
+    try:
+        items = wire.read_events(body)
+    except wire.Unreadable as exc:  # the message as a whole
+        reasons = {exc.reason}
+    else:  # read, but its event is not one
+        assert all(isinstance(i, batches.Unreadable) for i in items), items
+        reasons = {i.reason for i in items if isinstance(i, batches.Unreadable)}
+    assert reasons <= {"malformed_json", "schema", "oversize"}
+    assert reasons
 
 
 def test_a_nul_in_submitted_params_is_kept_storable() -> None:
@@ -236,14 +256,14 @@ def test_a_nul_in_submitted_params_is_kept_storable() -> None:
     body = ev.JobSubmittedEvent(
         job_id=job_id, job_type="noop", params={"k\x00": "v\x00", "n": [1, "\x00"]}
     ).model_dump_json()
-    event = wire.read_event(body.encode())
+    (event,) = wire.read_events(body.encode())
     assert isinstance(event, ev.JobSubmittedEvent)
     assert event.params == {"k\ufffd": "v\ufffd", "n": [1, "\ufffd"]}
 
 
-def _reference_views(events: list[ev.Event], sizes: list[int]) -> list[JobView]:
+def _reference_views(events: list[ev.Event], sizes: list[int]) -> list[Fold]:
     """What the projection shows after each batch when it re-reads the whole history."""
-    view: JobView | None = None
+    view: Fold | None = None
     so_far: list[ev.Event] = []
     shown = []
     for chunk in _chunks(events, sizes):
@@ -262,14 +282,12 @@ def _chunks(events: list[ev.Event], sizes: list[int]) -> list[list[ev.Event]]:
     return out
 
 
-async def _project_in_batches(
-    events: list[ev.Event], sizes: list[int]
-) -> tuple[list[JobView], int]:
+async def _project_in_batches(events: list[ev.Event], sizes: list[int]) -> tuple[list[Fold], int]:
     store = FakeStore()
     shown = []
     for chunk in _chunks(events, sizes):
         await project(store, *(Arrival(e) for e in chunk))  # type: ignore[arg-type]
-        shown.append(store.views[events[0].job_id].view)
+        shown.append(store.views[events[0].job_id].fold)
     return shown, store.history_reads
 
 

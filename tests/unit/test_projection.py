@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.status.projection import JobView, accepted, freeze, reduce, sort_key
+from services.status.domain.projection import Fold, accepted, freeze, reduce, sort_key
 from shared.contracts import events as ev
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -183,10 +183,10 @@ def _attempt(job_id: uuid.UUID, n: int, clock: object, progress: int) -> list[ev
     return out
 
 
-def apply_in_arrival_order(events: list[ev.Event], chunk_sizes: list[int]) -> JobView:
+def apply_in_arrival_order(events: list[ev.Event], chunk_sizes: list[int]) -> Fold:
     """What the store does: each batch re-reduces all events so far, then freezes."""
     job_id = events[0].job_id
-    view: JobView | None = None
+    view: Fold | None = None
     so_far: list[ev.Event] = []
     i, sizes = 0, iter(chunk_sizes)
     while i < len(events):
@@ -207,14 +207,14 @@ def test_any_arrival_order_gives_the_in_order_view(
     duplicated = events + data.draw(st.lists(st.sampled_from(events), max_size=5))
     arrival = data.draw(st.permutations(duplicated))
     chunks = data.draw(st.lists(st.integers(1, 4), max_size=len(arrival)))
-    view = apply_in_arrival_order(list(arrival), chunks)
-    assert view == in_order
-    assert (view.status, view.finished_at) == ending_of(events)
+    fold = apply_in_arrival_order(list(arrival), chunks)
+    assert fold == in_order
+    assert (fold.view.status, fold.view.finished_at) == ending_of(events)
 
 
 @given(events=lifecycle())
 def test_in_order_views_follow_the_lifecycle(events: list[ev.Event]) -> None:
-    view = reduce(events[0].job_id, events)  # type: ignore[arg-type]
+    view = reduce(events[0].job_id, events).view  # type: ignore[arg-type]
     assert (view.status, view.finished_at) == ending_of(events)
     attempts = [e.attempt for e in events if isinstance(e, ev.JobStarted)]
     assert view.attempts >= max(attempts, default=0)
@@ -240,11 +240,11 @@ def test_terminal_status_never_changes_for_late_competing_events() -> None:
         duration_seconds=1,
         occurred_at=T0 + timedelta(seconds=1),
     )
-    view = freeze(None, reduce(job_id, [started, cancelled]), [started, cancelled])
-    assert view.status == "cancelled"
-    later = freeze(view, reduce(job_id, [started, cancelled, late_success]), [late_success])
-    assert later.status == "cancelled"
-    assert later.finished_at == cancelled.occurred_at
+    fold = freeze(None, reduce(job_id, [started, cancelled]), [started, cancelled])
+    assert fold.view.status == "cancelled"
+    later = freeze(fold, reduce(job_id, [started, cancelled, late_success]), [late_success])
+    assert later.view.status == "cancelled"
+    assert later.view.finished_at == cancelled.occurred_at
 
 
 def test_clock_skew_does_not_move_a_job_backwards() -> None:
@@ -264,7 +264,7 @@ def test_clock_skew_does_not_move_a_job_backwards() -> None:
         worker="w",  # type: ignore[arg-type]
         occurred_at=T0,
     )
-    view = reduce(job_id, [started, routed_late_clock])
+    view = reduce(job_id, [started, routed_late_clock]).view
     assert (view.status, view.rule) == ("running", "explicit")
 
 
@@ -309,7 +309,7 @@ def test_a_terminal_status_shown_never_changes_whatever_arrives_next(
     arrival = data.draw(st.permutations(events))
     sizes = data.draw(st.lists(st.integers(1, 4), min_size=len(arrival)))
     job_id = events[0].job_id
-    view: JobView | None = None
+    fold: Fold | None = None
     so_far: list[ev.Event] = []
     shown: str | None = None
     i = 0
@@ -319,7 +319,8 @@ def test_a_terminal_status_shown_never_changes_whatever_arrives_next(
             break
         i += len(chunk)
         so_far += chunk
-        view = freeze(view, reduce(job_id, so_far), chunk)  # type: ignore[arg-type]
+        fold = freeze(fold, reduce(job_id, so_far), chunk)  # type: ignore[arg-type]
+        view = fold.view
         if view.status == "rejected":  # a malformed copy, seen before any acceptance
             assert not accepted(so_far)
         elif shown is not None:
@@ -328,5 +329,5 @@ def test_a_terminal_status_shown_never_changes_whatever_arrives_next(
             shown = view.status
             first = min((e for e in so_far if e.type in ENDINGS), key=sort_key)
             assert (shown, view.finished_at) == (ENDINGS[first.type], first.occurred_at)
-    assert view is not None
-    assert view.terminal
+    assert fold is not None
+    assert fold.terminal

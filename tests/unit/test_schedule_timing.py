@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.status.schedules.timing import BadCadence, Cadence, check_cron, job_id_for, zone
+from services.status.domain.schedules import BadCadence, Cadence, check_cron, job_id_for, zone
 
 
 def utc(text: str) -> datetime:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.status import write_side
+from services.status.entrypoints import write_side
 
 
 def test_a_fresh_directory_is_made_and_those_of_dead_services_are_removed(

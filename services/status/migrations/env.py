@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from services.status.tables import metadata
+from services.status.adapters.tables import metadata
 from shared.database import make_engine
 
 target_metadata = metadata

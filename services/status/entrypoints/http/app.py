@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.status.db_errors import is_backend_error
+from services.status.adapters.db_errors import is_backend_error
 from services.status.entrypoints.http import dead_letters, jobs, system
 from services.status.entrypoints.http import groups as group_routes
 from services.status.entrypoints.http import schedules as schedule_routes

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from services.status import operations, queries
+from services.status.adapters import queries
 from services.status.entrypoints.http.auth import Admin, Reader
-from services.status.entrypoints.http.deps import Res, unavailable
+from services.status.entrypoints.http.deps import Res, backend_trouble, unavailable
 from services.status.entrypoints.http.schemas import DeadLetterPage, Redriven, RedriveRequest
+from services.status.service_layer import operations
+from services.status.service_layer.unit_of_work import RedriveSelection
 
 router = APIRouter(tags=["dead letters"])
+log = logging.getLogger("hybridq.status.http")
 
 
 @router.get("/dead-letters", response_model=DeadLetterPage, dependencies=[Reader])
@@ -37,11 +41,20 @@ async def redrive(res: Res, body: RedriveRequest) -> Redriven:
     """Re-open dead-lettered jobs; `site` re-places them (residency permitting; refused
     letters are listed in `skipped`). Each dead letter is redriven at most once, even by
     concurrent requests: `redriven` counts the letters this request claimed."""
-    letters = await queries.dead_letters_to_redrive(
-        res.engine, ids=body.ids, reason=body.reason, job_type=body.job_type, limit=body.limit
+    selection = RedriveSelection(
+        ids=body.ids, reason=body.reason, job_type=body.job_type, limit=body.limit
     )
     try:
-        count, skipped = await operations.redrive(res.engine, res.bus, letters, body.site)
-    except operations.BackendUnavailable as exc:
-        raise unavailable(exc) from exc
-    return Redriven(redriven=count, skipped=skipped)
+        async with res.units() as uow:
+            result = await operations.redrive(uow, selection, body.site)
+    except Exception as exc:
+        raise unavailable(
+            backend_trouble(exc, "the database did not answer; nothing was redriven")
+        ) from exc
+    try:  # claimed and queued: if the broker is away, the relay publishes it later
+        await res.relay.publish(result.rows, res.settings.publish_timeout_seconds)
+    except Exception as exc:
+        backend_trouble(exc, "")
+        log.warning("redrive queued; the relay will publish it", exc_info=True)
+    skipped = [{"id": letter_id, "why": why} for letter_id, why in result.skipped]
+    return Redriven(redriven=result.claimed, skipped=skipped)

@@ -8,10 +8,12 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, HTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from services.status import groups, operations
+from services.status.adapters.read_models import GroupView, group_view
 from services.status.entrypoints.http.auth import Reader
-from services.status.entrypoints.http.deps import Res, policy_error
-from services.status.entrypoints.http.schemas import JobViewOut, SubmitJob, no_nul
+from services.status.entrypoints.http.deps import Res, backend_trouble, policy_error, unavailable
+from services.status.entrypoints.http.schemas import SubmitJob, no_nul
+from services.status.service_layer import groups, operations
+from services.status.service_layer.unit_of_work import AlreadyGrouped
 from shared.contracts.jobs import JobSubmitted, JobType
 
 router = APIRouter(tags=["job groups"])
@@ -39,17 +41,6 @@ class GroupAccepted(BaseModel):
     job_ids: list[UUID]
 
 
-class CompensationView(JobViewOut):
-    compensates: UUID
-
-
-class GroupView(BaseModel):
-    group_id: UUID
-    status: str
-    jobs: list[JobViewOut]
-    compensations: list[CompensationView]
-
-
 @router.post("/job-groups", status_code=202, response_model=GroupAccepted, dependencies=[Reader])
 async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
     """Every job runs; if one ends dead_lettered or cancelled, the compensation of every
@@ -67,16 +58,19 @@ async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
         members.append((job, compensation))
     if len({job.job_id for job, _ in members}) != len(members):
         raise HTTPException(422, "job_ids in a group must differ")
-    try:
-        await groups.create(res.engine, res.bus, group_id, members)
-    except groups.AlreadyGrouped as exc:
+    try:  # the relay publishes the members once this commits (no dual write)
+        async with res.units() as uow:
+            await groups.create(uow, group_id, members)
+    except AlreadyGrouped as exc:
         raise HTTPException(409, f"already in another group: {exc}") from exc
+    except Exception as exc:
+        raise unavailable(backend_trouble(exc, "the database did not answer")) from exc
     return GroupAccepted(group_id=group_id, job_ids=[job.job_id for job, _ in members])
 
 
 @router.get("/job-groups/{group_id}", response_model=GroupView, dependencies=[Reader])
-async def get_group(res: Res, group_id: UUID) -> dict[str, Any]:
-    group = await groups.view(res.reads, group_id)
+async def get_group(res: Res, group_id: UUID) -> GroupView:
+    group = await group_view(res.reads, group_id)
     if group is None:
         raise HTTPException(404, f"no job group {group_id}")
     return group

@@ -8,21 +8,30 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
-from services.status import operations, queries
+from services.status.adapters import queries
+from services.status.domain.arrivals import Arrival
+from services.status.domain.views import STATUSES, JobView
 from services.status.entrypoints.http.auth import Admin, Reader
-from services.status.entrypoints.http.deps import Res, policy_error, unavailable
+from services.status.entrypoints.http.deps import (
+    BackendUnavailable,
+    Res,
+    backend_trouble,
+    policy_error,
+    publish_within,
+    unavailable,
+)
 from services.status.entrypoints.http.schemas import (
     Accepted,
     CancelRequest,
     EventList,
     JobPage,
-    JobViewOut,
     SubmitJob,
     Submitted,
     UtcDatetime,
 )
 from services.status.entrypoints.http.streams import BoundedStream, follow
-from services.status.projection import STATUSES
+from services.status.service_layer import operations
+from services.status.service_layer.projecting import project
 from shared.contracts.jobs import JobSubmitted
 
 router = APIRouter(tags=["jobs"])
@@ -43,18 +52,18 @@ async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     """Submit a job (published to `jobs.intake`). 422 for invalid or policy-refused jobs."""
     job = JobSubmitted(**{**body.model_dump(), "job_id": body.job_id or uuid4()})
     try:
-        await operations.submit(res.bus, res.rules, job, res.settings.publish_timeout_seconds)
+        await publish_within(res, operations.submission(res.rules, job), "the job")
     except operations.PolicyRefusal as exc:
         raise policy_error(exc) from exc
     except operations.TooLarge as exc:
         raise HTTPException(413, str(exc)) from exc
-    except operations.BackendUnavailable as exc:
+    except BackendUnavailable as exc:
         raise unavailable(exc) from exc
     return Submitted(job_id=job.job_id)
 
 
-@router.get("/jobs/{job_id}", response_model=JobViewOut, dependencies=[Reader])
-async def get_job(res: Res, job_id: UUID) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", response_model=JobView, dependencies=[Reader])
+async def get_job(res: Res, job_id: UUID) -> JobView:
     job = await queries.get_job(res.reads, job_id)
     if job is None:
         raise HTTPException(404, f"no job {job_id}")
@@ -97,8 +106,11 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, dependencies=[Reader])
 async def job_events(res: Res, job_id: UUID) -> dict[str, Any]:
-    """Every event of the job, in the order they happened."""
-    return {"items": await queries.job_history(res.reads, job_id)}
+    """Every event of the job, in the order they happened; 404 for a job never seen."""
+    history = await queries.job_history(res.reads, job_id)
+    if not history and await queries.get_job(res.reads, job_id) is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return {"items": history}
 
 
 @router.get(
@@ -113,7 +125,8 @@ async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceRes
     without a new event. 429 when MAX_STREAMS streams are open on this process."""
     if not res.streams.acquire():
         raise HTTPException(429, f"too many open streams (at most {res.streams.limit})")
-    return BoundedStream(follow(res, job_id, request), release=res.streams.release)
+    stream = follow(res.reads, res.settings, job_id, request)
+    return BoundedStream(stream, release=res.streams.release)
 
 
 @router.post(
@@ -128,13 +141,31 @@ async def cancel_job(
 ) -> Accepted:
     """A job not yet started never starts; a running one is asked to stop."""
     reason = (body or CancelRequest()).reason
-    timeout = res.settings.publish_timeout_seconds
     try:
-        await operations.cancel(res.engine, res.bus, job_id, reason, timeout)
-    except operations.BackendUnavailable as exc:
-        raise unavailable(exc) from exc
+        async with res.units() as uow:
+            queued = await operations.cancel(uow, job_id, reason)
     except operations.NotFound as exc:
         raise HTTPException(404, f"no job {job_id}") from exc
     except operations.AlreadyTerminal as exc:
-        raise HTTPException(409, f"job is already {exc}") from exc
+        raise HTTPException(409, f"job is already {exc.status.value}") from exc
+    except Exception as exc:
+        raise unavailable(backend_trouble(exc, "the database did not answer")) from exc
+    # answered once the broker has the cancel: workers and routers stop the job from it
+    timeout = res.settings.publish_timeout_seconds
+    try:
+        published = await res.relay.publish(queued.rows, timeout)
+    except Exception as exc:
+        published = False
+        backend_trouble(exc, "")
+    if not published:
+        detail = (
+            f"the cancel is recorded but the broker did not confirm it within {timeout:g} s; "
+            "it is published once the broker takes it (retrying is safe)"
+        )
+        raise unavailable(BackendUnavailable(detail))
+    try:  # shown at once; the copy coming back from the bus is a duplicate
+        async with res.units() as uow:
+            await project(uow, [Arrival(event) for event in queued.events])
+    except Exception as exc:
+        backend_trouble(exc, "")  # the projection records it from the bus
     return Accepted(job_id=job_id, status="cancelled")

@@ -9,17 +9,18 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.status import operations
-from services.status.entrypoints.http.auth import Reader
-from services.status.entrypoints.http.deps import Res, policy_error
-from services.status.schedules import store
-from services.status.schedules.timing import (
+from services.status.adapters import read_models
+from services.status.domain.schedules import (
     MAX_EVERY_SECONDS,
     BadCadence,
     Cadence,
     check_cron,
     zone,
 )
+from services.status.entrypoints.http.auth import Reader
+from services.status.entrypoints.http.deps import Res, policy_error
+from services.status.service_layer import operations
+from services.status.service_layer import schedules as use_cases
 from shared.contracts.jobs import MAX_MESSAGE_BYTES, JobSpec, JobSubmitted
 
 router = APIRouter(tags=["schedules"])
@@ -54,22 +55,8 @@ class ScheduleCreated(BaseModel):
     next_run_at: datetime | None
 
 
-class ScheduleView(BaseModel):
-    schedule_id: UUID
-    name: str
-    cron: str | None
-    every_seconds: int | None
-    timezone: str
-    job: dict[str, Any]
-    enabled: bool
-    next_run_at: datetime | None
-    last_run_at: datetime | None
-    created_at: datetime
-    recent_job_ids: list[UUID]
-
-
 class ScheduleList(BaseModel):
-    items: list[ScheduleView]
+    items: list[read_models.ScheduleView]
 
 
 class EnabledPatch(BaseModel):
@@ -101,46 +88,57 @@ async def create_schedule(res: Res, body: ScheduleRequest) -> ScheduleCreated:
     _check_job(res, body.job)
     cadence = Cadence(cron=body.cron, every_seconds=body.every_seconds, timezone=body.timezone)
     try:
-        schedule_id, next_run_at = await store.create(
-            res.engine,
-            name=body.name,
-            cadence=cadence,
-            job=body.job.model_dump(mode="json"),
-            enabled=body.enabled,
-            now=datetime.now(UTC),
-        )
+        async with res.units() as uow:
+            created = await use_cases.create(
+                uow,
+                name=body.name,
+                cadence=cadence,
+                job=body.job.model_dump(mode="json"),
+                enabled=body.enabled,
+                now=datetime.now(UTC),
+            )
     except BadCadence as exc:
         raise _field_error("cron", str(exc)) from exc
-    return ScheduleCreated(schedule_id=schedule_id, next_run_at=next_run_at)
+    return ScheduleCreated(schedule_id=created.schedule_id, next_run_at=created.next_run_at)
 
 
 @router.get("/schedules", response_model=ScheduleList, dependencies=[Reader])
 async def list_schedules(res: Res) -> dict[str, Any]:
-    return {"items": await store.list_schedules(res.reads)}
+    return {"items": await read_models.list_schedules(res.reads)}
 
 
-async def _one(res: Res, schedule_id: UUID) -> dict[str, Any]:
-    found = await store.get(res.reads, schedule_id)
+async def _one(res: Res, schedule_id: UUID) -> read_models.ScheduleView:
+    found = await read_models.get_schedule(res.reads, schedule_id)
     if found is None:
         raise HTTPException(404, f"no schedule {schedule_id}")
     return found
 
 
-@router.get("/schedules/{schedule_id}", response_model=ScheduleView, dependencies=[Reader])
-async def get_schedule(res: Res, schedule_id: UUID) -> dict[str, Any]:
+@router.get(
+    "/schedules/{schedule_id}", response_model=read_models.ScheduleView, dependencies=[Reader]
+)
+async def get_schedule(res: Res, schedule_id: UUID) -> read_models.ScheduleView:
     return await _one(res, schedule_id)
 
 
-@router.patch("/schedules/{schedule_id}", response_model=ScheduleView, dependencies=[Reader])
-async def patch_schedule(res: Res, schedule_id: UUID, body: EnabledPatch) -> dict[str, Any]:
+@router.patch(
+    "/schedules/{schedule_id}", response_model=read_models.ScheduleView, dependencies=[Reader]
+)
+async def patch_schedule(
+    res: Res, schedule_id: UUID, body: EnabledPatch
+) -> read_models.ScheduleView:
     """Pause (`enabled: false`) or resume; resuming skips what fell in the pause."""
-    if not await store.set_enabled(res.engine, schedule_id, body.enabled, datetime.now(UTC)):
+    async with res.units() as uow:
+        found = await use_cases.set_enabled(uow, schedule_id, body.enabled, datetime.now(UTC))
+    if not found:
         raise HTTPException(404, f"no schedule {schedule_id}")
     return await _one(res, schedule_id)
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204, dependencies=[Reader])
 async def delete_schedule(res: Res, schedule_id: UUID) -> Response:
-    if not await store.delete_schedule(res.engine, schedule_id):
+    async with res.units() as uow:
+        found = await use_cases.delete(uow, schedule_id)
+    if not found:
         raise HTTPException(404, f"no schedule {schedule_id}")
     return Response(status_code=204)

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services.status.domain.views import JobView
 from shared.contracts.jobs import JobSpec, Site
 
 Text = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
@@ -52,33 +53,8 @@ class Submitted(BaseModel):
     status: str = "submitted"
 
 
-class JobViewOut(BaseModel):
-    job_id: UUID
-    job_type: str | None
-    status: str
-    site: str | None
-    rule: str | None
-    reason: str | None
-    priority: int | None
-    data_classification: str | None
-    attempts: int
-    max_attempts: int | None
-    params: dict[str, Any] | None
-    result: dict[str, Any] | None
-    error: str | None
-    progress: float | None = None
-    progress_message: str | None = None
-    submitted_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    group_id: UUID | None = None
-    parent_id: UUID | None = None
-    schedule_id: UUID | None = None
-
-
 class JobPage(BaseModel):
-    items: list[JobViewOut]
+    items: list[JobView]
     next_cursor: str | None
 
 
@@ -140,8 +116,3 @@ class Stats(BaseModel):
     by_status: dict[str, int]
     by_site: dict[str, dict[str, int]]
     queues: dict[str, QueueDepthOut]
-
-
-class ErrorBody(BaseModel):
-    detail: str
-    errors: list[dict[str, str]] = Field(default_factory=list)

@@ -12,18 +12,17 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from services.status import queries
-from services.status.projection import TERMINAL
-
-if TYPE_CHECKING:
-    from services.status.entrypoints.http.deps import Resources
+from services.status.adapters import queries
+from services.status.domain.views import TERMINAL
+from shared.settings import StatusSettings
 
 
 class StreamSlots:
@@ -62,27 +61,28 @@ def _end(**fields: Any) -> dict[str, str]:
     return {"event": "end", "data": json.dumps(fields)}
 
 
-async def follow(res: Resources, job_id: UUID, request: Request) -> AsyncIterator[dict[str, str]]:
-    settings = res.settings
+async def follow(
+    reads: AsyncEngine, settings: StatusSettings, job_id: UUID, request: Request
+) -> AsyncIterator[dict[str, str]]:
     sent: set[str] = set()
     started = last_news = time.monotonic()
     while not await request.is_disconnected():
         # the view first: events and view commit together, so a history read after a
         # terminal view holds every event up to the end
-        job = await queries.get_job(res.reads, job_id)
-        for event in await queries.job_history(res.reads, job_id):
+        job = await queries.get_job(reads, job_id)
+        for event in await queries.job_history(reads, job_id):
             if event["event_id"] not in sent:
                 sent.add(event["event_id"])
                 last_news = time.monotonic()
                 yield {"event": event["type"], "data": json.dumps(event)}
         now = time.monotonic()
-        if job is not None and job["status"] in TERMINAL:
-            yield _end(status=job["status"])
+        if job is not None and job.status in TERMINAL:
+            yield _end(status=job.status.value)
             return
         if job is None and not sent and now - started >= settings.stream_unknown_seconds:
             yield _end(status="unknown")
             return
         if now - last_news >= settings.stream_idle_seconds:
-            yield _end(status=job["status"] if job else "unknown", idle=True)
+            yield _end(status=job.status.value if job else "unknown", idle=True)
             return
         await asyncio.sleep(settings.stream_poll_seconds)

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
-from services.status import queries
+from services.status.adapters import queries
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res, Resources
 from services.status.entrypoints.http.schemas import Stats
-from services.status.write_side import METRICS_ENV
+from services.status.entrypoints.write_side import METRICS_ENV
 from shared import topology
 from shared.contracts.jobs import Site
 from shared.metrics import JOBS_BY_STATUS

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 
+from services.status.adapters.queries import DatabaseTime
 from services.status.entrypoints.http.limits import ASGIApp, Message, Receive, Scope, Send
-from services.status.queries import DatabaseTime
 from shared.metrics import API_LATENCY
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.status import workers
+from services.status.adapters.read_models import live_workers
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res
 
@@ -41,4 +41,4 @@ class WorkerList(BaseModel):
 async def list_workers(res: Res) -> dict[str, Any]:
     """Workers heard from in the last three heartbeat intervals (at least 15 s); `running`
     lists the attempts each was running at its last heartbeat."""
-    return {"items": await workers.live_workers(res.reads)}
+    return {"items": await live_workers(res.reads)}

@@ -1,0 +1,218 @@
+"""Reads of the status store for the HTTP API: job views, history, listings, counts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Executable, Select, select, tuple_
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.status.adapters.postgres import view_of
+from services.status.adapters.tables import (
+    dead_letters,
+    group_members,
+    job_counts,
+    job_events,
+    jobs,
+    schedule_firings,
+)
+from services.status.domain.views import JobView
+
+
+class DatabaseTime:
+    """The time one HTTP request spends in `rows` (for its Server-Timing header)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @classmethod
+    def start(cls) -> DatabaseTime:
+        """A new account for the current request (a task's context, which the tasks it
+        starts copy, so their reads are counted too)."""
+        account = cls()
+        _database_time.set(account)
+        return account
+
+
+_database_time: ContextVar[DatabaseTime | None] = ContextVar("database_time", default=None)
+
+
+async def rows(engine: AsyncEngine, query: Executable) -> Sequence[Any]:
+    """The rows of one read statement (see `_rows`), its time counted in the request's
+    `DatabaseTime` when there is one."""
+    account = _database_time.get()
+    if account is None:
+        return await _rows(engine, query)
+    started = time.perf_counter()
+    try:
+        return await _rows(engine, query)
+    finally:
+        account.seconds += time.perf_counter() - started
+
+
+async def _rows(engine: AsyncEngine, query: Executable) -> Sequence[Any]:
+    """The rows of one read statement.
+
+    The API's read pool does not ping each connection before use (a round trip per
+    request). A pooled connection the database has dropped since (a restart) fails at
+    once; SQLAlchemy then marks it and the rest of the pool invalid, and the read is
+    run once more on a new connection. A read changes nothing, so running it again is
+    safe; a database that is still away fails the second try too (the caller's 503).
+    """
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(query)).all()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).all()
+
+
+class BadCursor(ValueError):
+    """The cursor was not one this API handed out."""
+
+
+def encode_cursor(*parts: Any) -> str:
+    raw = json.dumps([str(p) for p in parts]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[str]:
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise BadCursor("invalid cursor") from exc
+    if not isinstance(parts, list) or len(parts) != 2:
+        raise BadCursor("invalid cursor")
+    return [str(p) for p in parts]
+
+
+def _jobs_with_group() -> Select[Any]:
+    """Job rows with the group and the schedule each belongs to (if any)."""
+    return (
+        select(jobs, group_members.c.group_id, schedule_firings.c.schedule_id)
+        .outerjoin(group_members, group_members.c.job_id == jobs.c.job_id)
+        .outerjoin(schedule_firings, schedule_firings.c.job_id == jobs.c.job_id)
+    )
+
+
+def _view(row: Any) -> JobView:
+    return view_of(row._mapping)
+
+
+async def get_job(engine: AsyncEngine, job_id: UUID) -> JobView | None:
+    found = await rows(engine, _jobs_with_group().where(jobs.c.job_id == job_id))
+    return _view(found[0]) if found else None
+
+
+async def list_jobs(
+    engine: AsyncEngine,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    site: str | None = None,
+    job_type: str | None = None,
+    parent_id: UUID | None = None,
+    submitted_after: datetime | None = None,
+    submitted_before: datetime | None = None,
+    schedule_id: UUID | None = None,
+) -> tuple[list[JobView], str | None]:
+    query = _jobs_with_group()
+    if schedule_id is not None:
+        query = query.where(schedule_firings.c.schedule_id == schedule_id)
+    filters = (("status", status), ("site", site), ("job_type", job_type), ("parent_id", parent_id))
+    for column, value in filters:
+        if value is not None:
+            query = query.where(jobs.c[column] == value)
+    if submitted_after is not None:
+        query = query.where(jobs.c.listed_at >= submitted_after)
+    if submitted_before is not None:
+        query = query.where(jobs.c.listed_at < submitted_before)
+    if cursor:
+        at, job_id = decode_cursor(cursor)
+        try:
+            at_time = datetime.fromisoformat(at)
+            key = (at_time.replace(tzinfo=at_time.tzinfo or UTC).astimezone(UTC), UUID(job_id))
+        except (ValueError, OverflowError) as exc:
+            raise BadCursor("invalid cursor") from exc
+        query = query.where(tuple_(jobs.c.listed_at, jobs.c.job_id) < key)
+    query = query.order_by(jobs.c.listed_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
+    found = await rows(engine, query)
+    more = len(found) > limit
+    page = found[:limit]
+    next_cursor = encode_cursor(page[-1].listed_at.isoformat(), page[-1].job_id) if more else None
+    return [_view(r) for r in page], next_cursor
+
+
+async def job_history(engine: AsyncEngine, job_id: UUID) -> list[dict[str, Any]]:
+    query = (
+        select(job_events.c.payload)
+        .where(job_events.c.job_id == job_id)
+        .order_by(job_events.c.occurred_at, job_events.c.rank, job_events.c.event_id)
+    )
+    return [p for (p,) in await rows(engine, query)]
+
+
+async def counts(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Jobs by status and by site, from the counters the database keeps exact (job_counts,
+    migration 0009): a few rows, whatever the number of jobs stored."""
+    query = select(job_counts.c.site, job_counts.c.status, job_counts.c.n).where(
+        job_counts.c.n != 0
+    )
+    by_status: dict[str, int] = {}
+    by_site: dict[str, dict[str, int]] = {"public": {}, "private": {}}
+    for site, status, n in await rows(engine, query):
+        by_status[status] = by_status.get(status, 0) + n
+        if site in by_site:
+            by_site[site][status] = n
+    return by_status, by_site
+
+
+def _dead_letter(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {
+        "id": m["id"],
+        "job_id": m["job_id"],
+        "reason": m["reason"],
+        "detail": m["detail"],
+        "source_queue": m["source_queue"],
+        "dead_lettered_at": m["dead_lettered_at"],
+        "job_type": m["job_type"],
+        "site": m["site"],
+        "redriven_at": m["redriven_at"],
+        "body": m["body"],
+    }
+
+
+async def list_dead_letters(
+    engine: AsyncEngine,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    include_redriven: bool = False,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(dead_letters)
+    if not include_redriven:
+        query = query.where(dead_letters.c.redriven_at.is_(None))
+    if cursor:
+        _, seq = decode_cursor(cursor)
+        if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):  # fits a bigint
+            raise BadCursor("invalid cursor")
+        query = query.where(dead_letters.c.seq < int(seq))
+    query = query.order_by(dead_letters.c.seq.desc()).limit(limit + 1)
+    found = await rows(engine, query)
+    more = len(found) > limit
+    page = found[:limit]
+    return [_dead_letter(r) for r in page], encode_cursor("dl", page[-1].seq) if more else None
