@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ DEMO_JOBS = [
     {"job_type": "thumbnail_batch", "params": {"sizes": [64, 128]}},
 ]
 TERMINAL = {"rejected", "succeeded", "dead_lettered", "cancelled"}
+START_CHECK_SECONDS = 15.0
 
 
 def main() -> int:
@@ -41,7 +44,11 @@ def main() -> int:
     }
     stack = Stack(env, Path("var/log"))
     print("migrating the status database ...")
-    stack.migrate()
+    try:
+        stack.migrate()
+    except subprocess.CalledProcessError as exc:  # e.g. a DATABASE_URL it cannot use
+        print(f"migrate: {last_said(exc.stderr)}", file=sys.stderr)
+        return 1
     stack.start()
     stopping = False
 
@@ -52,7 +59,21 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        stack.wait_ready()
+        try:
+            stack.wait_ready()
+        except RuntimeError:  # a service exited at start: its own one line says why
+            # the others checking the same settings get to say theirs (a host that drops
+            # packets takes shared.startup.CHECK_SECONDS); a healthy one is stopped after
+            deadline = time.monotonic() + START_CHECK_SECONDS
+            while time.monotonic() < deadline and any(
+                p.poll() is None for p in stack.processes.values()
+            ):
+                time.sleep(0.2)
+            for name, proc in stack.processes.items():
+                if proc.poll() is not None:
+                    said = last_said(stack.log_path(name).read_bytes())
+                    print(f"{name} exited ({proc.returncode}): {said}", file=sys.stderr)
+            return 1
         demo(stack.api)
         print(
             f"""
@@ -75,6 +96,15 @@ Press Ctrl-C to stop everything.""",
         for name, code in stack.stop().items():
             print(f"  {name}: exit {code}")
     return 0
+
+
+def last_said(output: bytes) -> str:
+    """The last line a service wrote, its message only if it is a JSON log line."""
+    lines = output.decode(errors="replace").strip().splitlines() or ["(nothing)"]
+    try:
+        return str(json.loads(lines[-1])["msg"])
+    except (ValueError, KeyError, TypeError):
+        return lines[-1]
 
 
 def demo(api: str) -> None:

@@ -31,12 +31,7 @@ from shared.contracts.events import Event
 from shared.contracts.jobs import PlacedJob
 from shared.contracts.workers import WorkerMessage
 from shared.dead_letters import (
-    DEAD_LETTER_ID_HEADER,
-    DEAD_LETTERED_AT_HEADER,
-    DETAIL_HEADER,
-    JOB_ID_HEADER,
-    REASON_HEADER,
-    SOURCE_QUEUE_HEADER,
+    Sent,
 )
 
 JSON = "application/json"
@@ -392,22 +387,22 @@ class Bus:
         source_queue: str,
         detail: str = "",
         job_id: str | None = None,
-    ) -> None:
-        """Send a message that will not be run to `jobs.dead-letter`, saying why."""
-        dead_letter_id = str(uuid4())
-        headers: dict[str, Any] = {
-            REASON_HEADER: reason,
-            SOURCE_QUEUE_HEADER: source_queue,
-            DETAIL_HEADER: detail[:2000],
-            DEAD_LETTER_ID_HEADER: dead_letter_id,
-            DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(),
-        }
-        if job_id:
-            headers[JOB_ID_HEADER] = job_id
-        await self._publish(
-            body, topology.DEAD_LETTER_EXCHANGE, "", headers=headers, message_id=dead_letter_id
+    ) -> Sent:
+        """Send a message that will not be run to `jobs.dead-letter`, saying why; returns
+        the dead letter's id and time (`shared.dead_letters.dead_lettered_event`)."""
+        sent = Sent(str(uuid4()), datetime.now(UTC))
+        await self.send(
+            messages.dead_letter(
+                body,
+                reason=reason,
+                source_queue=source_queue,
+                detail=detail,
+                job_id=job_id,
+                sent=sent,
+            )
         )
         log.warning(
             "dead-lettered",
             extra={"job_id": job_id, "reason": reason, "source_queue": source_queue},
         )
+        return sent

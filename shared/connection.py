@@ -28,7 +28,10 @@ acks many messages per turn, and on a shared host every system call costs both e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import time
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any, cast
@@ -63,6 +66,15 @@ bounded by what is in flight: every publish awaits its confirm, every handler it
 delivery (prefetch). Measured (`bench/`): 3,000 confirmed publishes from 100 tasks, 3,055
 sends and 0.42 s of CPU with 10; 176 sends and 0.26 s with 1,024."""
 aiormq.connection.Connection.FRAME_BUFFER_SIZE = FRAME_QUEUE  # tests/unit pin the name
+_numbers = itertools.count(1)  # connections of this process, for the lost/reconnected lines
+
+
+def _cause(closing: asyncio.Future[Any]) -> str:
+    """Why a connection closed, on one line."""
+    if closing.cancelled():
+        return "closed"
+    exc = closing.exception()
+    return " ".join(f"{type(exc).__name__}: {exc}".split()) if exc else "closed"
 
 
 class _OneTLSLine(logging.Filter):
@@ -97,10 +109,16 @@ class CoalescingWriter:
         self._pending.append(data)
 
     def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._writer.write(data)
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if self._writer.transport.is_closing():
+            # the connection was lost within this turn: the frames go nowhere, as with any
+            # lost connection (aiormq fails what waited on them; aio-pika reconnects), and
+            # writing them would raise in this callback, where no one handles it
+            return
+        self._writer.write(data)
 
     async def drain(self) -> None:
         await self._writer.drain()
@@ -172,6 +190,11 @@ class FailoverConnection(RobustConnection):
         self.kwargs["transport_factory"] = CoalescingTransport()
         self._watched: WeakSet[AbstractRobustChannel] = WeakSet()
         self._watch: asyncio.Task[None] | None = None
+        # one "lost" line when a live connection goes, one "reconnected" line when it is
+        # back (the client libraries' own lines about it are dropped: shared/logs.py)
+        self._up = False
+        self._lost_at: float | None = None
+        self._label = f"{os.getpid()}-{next(_numbers)}"
 
     @property
     def url(self) -> URL:
@@ -210,7 +233,18 @@ class FailoverConnection(RobustConnection):
 
     async def _on_connected(self) -> None:
         self._move_on = False
-        await super()._on_connected()
+        await super()._on_connected()  # channels and consumers restored, or it raised
+        if self._lost_at is not None:
+            log.info(
+                "reconnected to the broker",
+                extra={
+                    "node": str(self),
+                    "connection": self._label,
+                    "down_seconds": round(time.monotonic() - self._lost_at, 1),
+                },
+            )
+        self._lost_at = None
+        self._up = True
         if self._watch is None or self._watch.done():
             self._watch = asyncio.create_task(self._watch_consumers(), name="consumer-watch")
 
@@ -271,6 +305,13 @@ class FailoverConnection(RobustConnection):
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         self._move_on = True
+        if self._up and not self._close_called:
+            self._up = False
+            self._lost_at = time.monotonic()
+            log.warning(
+                "broker connection lost; reconnecting",
+                extra={"node": str(self), "connection": self._label, "cause": _cause(closing)},
+            )
         await super()._on_connection_close(closing)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from shared.contracts.events import JobDeadLettered
 
 
 class DeadLetterReason(StrEnum):
@@ -54,3 +58,35 @@ def reason_of(headers: dict[str, Any]) -> tuple[str, str | None]:
         queue = death.get("queue")
         return str(death.get("reason", "rejected")), str(queue) if queue else None
     return "unknown", None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A dead letter as published: its id and time (the headers say the same)."""
+
+    id: str
+    at: datetime
+
+
+def ending_event_id(dead_letter_id: str) -> UUID:
+    """The id of the event that ends a dead letter's job. Whoever says it -- the publisher
+    of the dead letter, or the status service recording it -- says it with this id, so
+    the job's history has one ending whichever copy arrives first (the other is a
+    duplicate)."""
+    return uuid5(NAMESPACE_URL, f"hybridq:dead-letter:{dead_letter_id}")
+
+
+def dead_lettered_event(
+    sent: Sent, job_id: UUID, reason: str, detail: str | None, attempts: int
+) -> JobDeadLettered:
+    """The `JobDeadLettered` of a dead letter, the same from the worker and from the status
+    service: the reason with its detail (the first terminal view should say why, even
+    before the attempt's own JobFailed is projected), the dead letter's time."""
+    said = f"{reason}: {detail}" if detail else reason
+    return JobDeadLettered(
+        event_id=ending_event_id(sent.id),
+        job_id=job_id,
+        reason=said[:2000],
+        attempts=attempts,
+        occurred_at=sent.at,
+    )

@@ -26,6 +26,7 @@ from shared.dead_letters import (
     JOB_ID_HEADER,
     REASON_HEADER,
     SOURCE_QUEUE_HEADER,
+    Sent,
 )
 
 
@@ -95,19 +96,21 @@ def dead_letter(
     source_queue: str,
     detail: str = "",
     job_id: str | None = None,
-    dead_letter_id: str | None = None,
+    sent: Sent | None = None,
 ) -> Envelope:
-    """A message that will not be run, to `jobs.dead-letter`, saying why (headers)."""
-    letter_id = dead_letter_id or str(uuid4())
+    """A message that will not be run, to `jobs.dead-letter`, saying why (headers); `sent`:
+    the dead letter's id and time (new ones by default), which its JobDeadLettered shares
+    (shared/dead_letters.py)."""
+    sent = sent or Sent(str(uuid4()), datetime.now(UTC))
     headers: dict[str, Any] = {
         REASON_HEADER: reason,
         SOURCE_QUEUE_HEADER: source_queue,
         DETAIL_HEADER: detail[:2000],
-        DEAD_LETTER_ID_HEADER: letter_id,
-        DEAD_LETTERED_AT_HEADER: datetime.now(UTC).isoformat(),
+        DEAD_LETTER_ID_HEADER: sent.id,
+        DEAD_LETTERED_AT_HEADER: sent.at.isoformat(),
     }
     if job_id:
         headers[JOB_ID_HEADER] = job_id
     return Envelope(
-        topology.DEAD_LETTER_EXCHANGE.name, "", body, message_id=letter_id, headers=headers
+        topology.DEAD_LETTER_EXCHANGE.name, "", body, message_id=sent.id, headers=headers
     )

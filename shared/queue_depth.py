@@ -52,6 +52,7 @@ class QueueDepths:
         self._refreshed = 0.0  # when the readings' refresh began
         self._wanted = asyncio.Event()
         self._refreshing: asyncio.Task[None] | None = None
+        self._failing = False
 
     async def start(self) -> None:
         self._connection = await connect(self.amqp_url)
@@ -111,9 +112,14 @@ class QueueDepths:
             await asyncio.sleep(self.max_age / 2)
             try:
                 await asyncio.shield(self._refresh_once())
-            except Exception:  # the broker is away: the last readings stay until it is back
-                log.warning("queue depth refresh failed", exc_info=True)
+            except Exception as exc:  # the broker is away: the last readings stay meanwhile
+                # said once per outage (the connection says when it is back), not per try
+                level = logging.DEBUG if self._failing else logging.WARNING
+                log.log(level, "queue depth refresh failed: %s: %s", type(exc).__name__, exc)
+                self._failing = True
                 await asyncio.sleep(1)
+            else:
+                self._failing = False
 
     def ready(self, queue: str) -> int:
         """Ready messages on `queue` (0 if it was never seen)."""

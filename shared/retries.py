@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 from shared import messages, topology
 from shared.backoff import retry_delay
-from shared.contracts.events import Event, JobDeadLettered, JobFailed
+from shared.contracts.events import Event, JobFailed
 from shared.contracts.jobs import PlacedJob
-from shared.dead_letters import DeadLetterReason
+from shared.dead_letters import DeadLetterReason, Sent, dead_lettered_event
 from shared.messages import Envelope
 
 
@@ -68,17 +68,15 @@ def plan_failure(
         event_id=failed_id, job_id=job.job_id, site=job.site, attempt=job.attempt, error=error
     )
     reason = DeadLetterReason.PERMANENT_ERROR if permanent else DeadLetterReason.MAX_ATTEMPTS
+    sent = Sent(str(uuid4()), now)
     letter = messages.dead_letter(
         job.model_dump_json().encode(),
         reason=reason,
         source_queue=topology.work_queue_name(job.site),
         detail=error,
         job_id=str(job.job_id),
+        sent=sent,
     )
-    ended = JobDeadLettered(
-        event_id=uuid5(NAMESPACE_URL, f"hybridq:dead-letter:{letter.message_id}"),
-        job_id=job.job_id,
-        reason=f"{reason}: {error}"[:2000],
-        attempts=job.attempt,
-    )
+    # the status service derives the same event from the dead letter: one ending
+    ended = dead_lettered_event(sent, job.job_id, reason, error, job.attempt)
     return Failure([failed, ended], [letter], "dead_lettered")

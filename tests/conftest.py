@@ -15,6 +15,17 @@ from devtools.stack import Stack
 from services.status.migrate import upgrade
 from tests.brokers import BrokerUnderTest, broker_under_test
 
+LONG_TIMEOUTS = {"faults": 1800, "cluster": 1800}
+"""Seconds per test in the folders whose tests run load, restart brokers or kill nodes
+(the default, pyproject's `timeout`, is for everything else)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in LONG_TIMEOUTS and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUTS[folder]))
+
 
 def _name() -> str:
     return f"hybridq_test_{uuid.uuid4().hex[:10]}"

@@ -31,6 +31,7 @@ class PrivateNode:
     directory: Path
     process: subprocess.Popen[bytes]
     port: int
+    env: dict[str, str]
 
     @property
     def amqp_url(self) -> str:
@@ -44,6 +45,14 @@ class PrivateNode:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+    def restart(self, timeout: float = 90) -> None:
+        """Stop the node and start it again: same name, port, data and config (a broker
+        restart as a client sees it: every connection closed, then refused, then back)."""
+        self.stop()
+        seen = _starts(self.directory)
+        self.process = _spawn(self.directory, self.env)
+        _wait_started(self, seen, timeout)
 
 
 def start(directory: Path, config: str, advanced: str = "[].", timeout: float = 90) -> PrivateNode:
@@ -66,8 +75,14 @@ def start(directory: Path, config: str, advanced: str = "[].", timeout: float = 
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
         "RABBITMQ_PID_FILE": str(directory / "pid"),
     }
-    log = (directory / "server.log").open("wb")
-    process = subprocess.Popen(
+    node = PrivateNode(directory, _spawn(directory, env), port, env)
+    _wait_started(node, 0, timeout)
+    return node
+
+
+def _spawn(directory: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = (directory / "server.log").open("ab")
+    return subprocess.Popen(
         [str(SERVER)],
         env=env,
         cwd=directory,
@@ -75,13 +90,26 @@ def start(directory: Path, config: str, advanced: str = "[].", timeout: float = 
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    node = PrivateNode(directory, process, port)
+
+
+DONE = b"Starting broker... completed"
+
+
+def _starts(directory: Path) -> int:
+    """How many runs of the node have completed their start (the log is appended to)."""
+    log = directory / "server.log"
+    return log.read_bytes().count(DONE) if log.exists() else 0
+
+
+def _wait_started(node: PrivateNode, seen: int, timeout: float) -> None:
+    """Until one more run of the node than `seen` has logged its start."""
+    log = node.directory / "server.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the private RabbitMQ node exited; see {directory}/server.log")
-        if b"Starting broker... completed" in (directory / "server.log").read_bytes():
-            return node
+        if node.process.poll() is not None:
+            raise RuntimeError(f"the private RabbitMQ node exited; see {log}")
+        if _starts(node.directory) > seen:
+            return
         time.sleep(0.3)
     node.stop()
     raise TimeoutError(f"the private RabbitMQ node did not start in {timeout}s")

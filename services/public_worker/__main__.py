@@ -16,6 +16,7 @@ from shared.errors import HandlerModuleError  # noqa: E402
 from shared.logs import configure  # noqa: E402
 from shared.service import run  # noqa: E402
 from shared.settings import WorkerSettings, load  # noqa: E402
+from shared.startup import require  # noqa: E402
 from shared.worker.service import build  # noqa: E402
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     except HandlerModuleError as exc:  # one clear line, and no start
         logging.getLogger("hybridq.worker").critical(str(exc))
         sys.exit(3)
+    require(amqp_url=settings.amqp_url)  # else one clear line, exit 3
     run(worker.app)
 
 

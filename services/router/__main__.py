@@ -12,6 +12,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 from shared.logs import configure  # noqa: E402
 from shared.service import run  # noqa: E402
 from shared.settings import RouterSettings, load  # noqa: E402
+from shared.startup import require  # noqa: E402
 
 from .app import build  # noqa: E402
 
@@ -19,6 +20,7 @@ from .app import build  # noqa: E402
 def main() -> None:
     settings = load(RouterSettings)
     configure("router", settings.log_level)
+    require(amqp_url=settings.amqp_url, database_url=settings.database_url)  # else exit 3
     run(build(settings).app)
 
 

@@ -22,6 +22,7 @@ import uvicorn  # noqa: E402
 from services.status.entrypoints import write_side  # noqa: E402 (imports no metric yet)
 from shared.logs import configure  # noqa: E402
 from shared.settings import StatusSettings, load  # noqa: E402
+from shared.startup import require  # noqa: E402
 
 USAGE = "use: python -m services.status [api | projector | migrate]"
 
@@ -33,6 +34,11 @@ def main(argv: list[str]) -> int:
         print(f"unknown command {' '.join(argv)!r}; {USAGE}", file=sys.stderr)
         return 2
     configure("status" if command in ("serve", "api") else f"status-{command}", settings.log_level)
+    # a broker or database the settings name that cannot be used: one line, exit 3
+    require(
+        amqp_url=None if command == "migrate" else settings.amqp_url,
+        database_url=settings.database_url,
+    )
     if command == "migrate":
         from services.status.migrate import upgrade
 

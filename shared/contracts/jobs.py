@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -30,19 +30,25 @@ Priority = Annotated[int, Field(ge=0, le=9)]
 
 
 class JobSpec(BaseModel):
-    """Fields of a job as a client describes it (contract 3.1), without its identity."""
+    """Fields of a job as a client describes it (contract 3.1), without its identity.
+
+    Numbers are strict (contract 3.1): `"3"` or `true` where a number is expected is an
+    error naming the field, over AMQP and HTTP alike; an integer is a number for the
+    float fields. Only the numbers: FastAPI validates the decoded JSON as Python values,
+    where a UUID, a datetime or an enum still arrives as a string, which model-wide strict
+    mode would refuse."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     job_type: JobType
     params: dict[str, Any] = Field(default_factory=dict)
-    priority: Priority = 5
+    priority: Annotated[Priority, Strict()] = 5
     target_cloud: Site | None = None
     data_classification: DataClassification = DataClassification.INTERNAL
-    delay_seconds: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] = 0
+    delay_seconds: Annotated[float, Strict(), Field(ge=0, le=MAX_DELAY_SECONDS)] = 0
     not_before: AwareDatetime | None = None
-    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
-    timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    max_attempts: Annotated[int, Strict(), Field(ge=1, le=20)] = 3
+    timeout_seconds: Annotated[float, Strict(), Field(gt=0, le=86_400)] | None = None
     parent_id: UUID | None = None  # set on a child job submitted by a handler
 
     @model_validator(mode="after")

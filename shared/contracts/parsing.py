@@ -37,6 +37,16 @@ def readable_job_id(data: Any) -> str | None:
     return None
 
 
+def readable_attempt(data: Any) -> int:
+    """The attempt a message's body says it is for, as a dead letter's `attempts`: an
+    integer in range, else 0. The worker and the status service both read it so (one
+    ending, the same from either: shared/dead_letters.py)."""
+    attempt = data.get("attempt") if isinstance(data, dict) else None
+    if isinstance(attempt, int) and not isinstance(attempt, bool) and 0 <= attempt < 10_000:
+        return attempt
+    return 0
+
+
 def _job_id_of_oversize(body: bytes) -> str | None:
     """Read the job_id of an oversize message, so the job can be rejected by id."""
     if len(body) > READ_ID_LIMIT_BYTES:

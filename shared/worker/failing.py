@@ -9,8 +9,8 @@ from datetime import datetime
 from uuid import UUID
 
 from shared.bus import Bus, confirmed_together
-from shared.contracts.events import JobDeadLettered
 from shared.contracts.jobs import PlacedJob
+from shared.dead_letters import dead_lettered_event
 from shared.retries import RetryPolicy, plan_failure
 
 log = logging.getLogger("hybridq.worker")
@@ -48,9 +48,11 @@ async def dead_letter(
     detail: str,
     attempts: int,
 ) -> None:
-    """Send a job to `jobs.dead-letter` with a reason, and say so (JobDeadLettered)."""
-    await bus.dead_letter(
+    """Send a job to `jobs.dead-letter` with a reason, and say so (JobDeadLettered). The
+    status service derives the same event from the dead letter (same id, same fields), so
+    the job's history shows one ending whichever of the two it records first."""
+    sent = await bus.dead_letter(
         body, reason=reason, source_queue=source_queue, detail=detail, job_id=job_id
     )
     if job_id is not None:
-        await bus.event(JobDeadLettered(job_id=UUID(job_id), reason=reason, attempts=attempts))
+        await bus.event(dead_lettered_event(sent, UUID(job_id), reason, detail, attempts))

@@ -43,6 +43,6 @@ class Heartbeat:
         while True:
             try:
                 await self.beat()
-            except Exception:
-                log.warning("heartbeat not published", exc_info=True)
+            except Exception as exc:  # the broker away: the next beat tries again
+                log.warning("heartbeat not published: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(self.interval)

@@ -21,7 +21,7 @@ from shared.contracts.events import (
     JobSucceeded,
 )
 from shared.contracts.jobs import DataClassification, PlacedJob, Site
-from shared.contracts.parsing import readable_job_id
+from shared.contracts.parsing import readable_attempt, readable_job_id
 from shared.contracts.workers import RunningAttempt
 from shared.dead_letters import DeadLetterReason
 from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
@@ -102,7 +102,6 @@ class Runner:
                 source_queue,
                 DeadLetterReason.RESIDENCY,
                 "confidential job refused by the public worker",
-                job.attempt - 1,
             )
         if not self.executor.knows(job.job_type):
             return await self._refuse(
@@ -110,7 +109,6 @@ class Runner:
                 source_queue,
                 DeadLetterReason.UNKNOWN_JOB_TYPE,
                 f"the {self.site.value} site has no handler for {job.job_type!r}",
-                job.attempt - 1,
             )
         await self.cancellations.settled()  # every cancel confirmed before now is known
         if self.cancellations.is_cancelled(job.job_id):
@@ -237,10 +235,10 @@ class Runner:
         )
 
     # -- refusals and dead letters -------------------------------------------------
-    async def _refuse(
-        self, body: bytes, source_queue: str, reason: str, detail: str, attempts: int = 0
-    ) -> str:
-        await dead_letter(self.bus, body, _job_id_of(body), source_queue, reason, detail, attempts)
+    async def _refuse(self, body: bytes, source_queue: str, reason: str, detail: str) -> str:
+        data = _json_of(body)
+        job_id, attempts = readable_job_id(data), readable_attempt(data)
+        await dead_letter(self.bus, body, job_id, source_queue, reason, detail, attempts)
         return f"refused:{reason}"
 
     # -- graceful drain -------------------------------------------------------------
@@ -258,8 +256,8 @@ class Runner:
             await asyncio.wait([task for _, task in left], timeout=3)
 
 
-def _job_id_of(body: bytes) -> str | None:
+def _json_of(body: bytes) -> Any:
     try:
-        return readable_job_id(json.loads(body))
+        return json.loads(body)
     except ValueError:
         return None

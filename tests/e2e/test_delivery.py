@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
@@ -88,6 +89,52 @@ async def test_always_failing_job_is_dead_lettered_and_can_be_redriven(stack: St
     async with httpx.AsyncClient(base_url=stack.api) as http:
         still_open = (await http.get("/dead-letters", params={"limit": 500})).json()["items"]
     assert letter["id"] not in {d["id"] for d in still_open}
+
+
+async def dispatch_raw(amqp_url: str, site: str, body: dict[str, object]) -> None:
+    """Put a placed job straight on `jobs.dispatch` (as the router would), persistent."""
+    connection = await aio_pika.connect(first_url(amqp_url))
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("jobs.dispatch")
+        message = aio_pika.Message(
+            json.dumps(body).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        )
+        await exchange.publish(message, routing_key=site)
+
+
+async def test_a_dead_lettered_job_has_one_job_dead_lettered(stack: Stack) -> None:
+    """The worker's JobDeadLettered and the one recorded with its dead letter are one
+    event (the id derived from the dead letter's), whichever the status service sees first:
+    a max-attempts ending, a permanent error, and a worker's refusal."""
+    url = stack.env["AMQP_URL"]
+    failing, permanent = await submit(
+        url, job("fail", max_attempts=1), job("sleep", params={"seconds": "soon"})
+    )
+    refused = job("noop", site="public", data_classification="confidential")
+    await dispatch_raw(url, "public", refused)
+    endings = {
+        failing: "max_attempts",
+        permanent: "permanent_error",
+        refused["job_id"]: "residency",
+    }
+    for job_id in endings:
+        assert (await wait_for(stack.api, str(job_id)))["status"] == "dead_lettered"
+    async with httpx.AsyncClient(base_url=stack.api) as http:
+        letters = (await http.get("/dead-letters", params={"limit": 500})).json()["items"]
+    ids = {d["job_id"]: d["id"] for d in letters if d["job_id"] in endings}
+    assert set(ids) == set(endings)
+    # the workers' next reports are projected, so their JobDeadLettered are too (each
+    # publishes in order, and the status service consumes one queue in order)
+    after = await submit(url, job("noop", target_cloud="public"), job("noop"))
+    for job_id in after:
+        assert (await wait_for(stack.api, job_id))["status"] == "succeeded"
+    for job_id, reason in endings.items():
+        ended = [e for e in await events(stack.api, str(job_id)) if e["type"] == "JobDeadLettered"]
+        assert len(ended) == 1, (reason, ended)
+        derived = uuid.uuid5(uuid.NAMESPACE_URL, f"hybridq:dead-letter:{ids[job_id]}")
+        assert ended[0]["event_id"] == str(derived), reason
+        assert ended[0]["reason"].startswith(reason)
 
 
 async def test_poison_messages_are_dead_lettered_while_valid_jobs_run(stack: Stack) -> None:

@@ -94,6 +94,50 @@ async def test_unprocessable_messages_are_dead_lettered_with_reason(
         )
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_attempts", "3"),
+        ("priority", "5"),
+        ("delay_seconds", "1"),
+        ("timeout_seconds", "30"),
+        ("max_attempts", True),
+        ("priority", 5.5),
+    ],
+)
+async def test_a_string_where_a_number_is_expected_is_refused_naming_the_field(
+    router: Router, field: str, value: object
+) -> None:
+    """JSON types are strict (contract 3.1): not quietly converted."""
+    seen = capture(router.broker)
+    async with TestRabbitBroker(router.broker):
+        await publish(router, job(**{field: value}))
+    [(_, headers)] = seen.dead_letters
+    assert headers["x-hybridq-reason"] == "schema"
+    assert field in headers["x-hybridq-detail"]
+    assert not seen.dispatched
+    [rejected] = seen.events
+    assert rejected["type"] == "JobRejected"
+    assert [e["field"] for e in rejected["errors"]] == [field]
+
+
+async def test_an_integer_is_a_number_and_strings_json_must_use_are_accepted(
+    router: Router,
+) -> None:
+    seen = capture(router.broker)
+    spec = job(
+        delay_seconds=0,
+        timeout_seconds=30,
+        max_attempts=2,
+        target_cloud="public",
+        data_classification="public",
+        parent_id=str(uuid.uuid4()),
+    )
+    async with TestRabbitBroker(router.broker):
+        await publish(router, spec)
+    assert seen.types() == ["JobSubmitted", "JobRouted"]
+
+
 async def test_confidential_job_aimed_at_public_is_rejected_not_dead_lettered(
     router: Router,
 ) -> None:

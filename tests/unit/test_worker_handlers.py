@@ -69,7 +69,7 @@ async def test_result_over_64_kib_fails_permanently(size: int, outcome: str) -> 
         await dispatch(w, "public", placed("public", "sized_result", params={"bytes": size}))
     assert seen.types()[-1] == outcome
     if outcome == "JobDeadLettered":
-        assert seen.events[-1]["reason"] == "permanent_error"
+        assert seen.events[-1]["reason"].startswith("permanent_error: ")
         [failed] = [e for e in seen.events if e["type"] == "JobFailed"]
         assert "65537 bytes" in failed["error"], failed
 

@@ -80,7 +80,7 @@ async def test_public_worker_refuses_confidential_jobs() -> None:
     assert headers["x-hybridq-reason"] == "residency"
     assert headers["x-hybridq-source-queue"] == "jobs.public"
     assert seen.types() == ["JobDeadLettered"]
-    assert seen.events[0]["reason"] == "residency"
+    assert seen.events[0]["reason"] == "residency: confidential job refused by the public worker"
 
 
 async def test_private_worker_runs_confidential_jobs() -> None:
@@ -112,7 +112,10 @@ async def test_last_attempt_failing_dead_letters_the_job() -> None:
         await dispatch(w, "private", placed("private", "fail", attempt=3, max_attempts=3))
     assert seen.types() == ["JobStarted", "JobFailed", "JobDeadLettered"]
     assert seen.events[1]["retry_at"] is None
-    assert (seen.events[2]["reason"], seen.events[2]["attempts"]) == ("max_attempts", 3)
+    assert (seen.events[2]["reason"], seen.events[2]["attempts"]) == (
+        "max_attempts: RuntimeError: failed on purpose",
+        3,
+    )
     [(body, headers)] = seen.dead_letters
     assert headers["x-hybridq-reason"] == "max_attempts"
     assert json.loads(body)["attempt"] == 3
@@ -137,7 +140,7 @@ async def test_permanent_handler_errors_are_not_retried() -> None:
     async with TestRabbitBroker(w.broker):
         await dispatch(w, "private", placed("private", "sleep", params={"seconds": "soon"}))
     assert seen.types() == ["JobStarted", "JobFailed", "JobDeadLettered"]
-    assert seen.events[2]["reason"] == "permanent_error"
+    assert seen.events[2]["reason"].startswith("permanent_error: ")
 
 
 async def test_custom_handlers_plug_in() -> None:

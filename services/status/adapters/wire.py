@@ -17,6 +17,7 @@ from services.status.adapters import sanitize
 from services.status.domain.dead_letters import DeadLetter, Ending, ending_of
 from shared.contracts import batches
 from shared.contracts.batches import MAX_BATCH_BYTES
+from shared.contracts.parsing import readable_attempt
 from shared.dead_letters import (
     DEAD_LETTER_ID_HEADER,
     DETAIL_HEADER,
@@ -100,7 +101,6 @@ def read_dead_letter(
     if len(body) > MAX_STORED_BODY:
         detail = f"{detail or ''} (body of {len(body)} bytes, first {MAX_STORED_BODY} kept)"
     at = dead_lettered_at(readable) or datetime.now(UTC)
-    attempt = fields.get("attempt")
     return DeadLetter(
         id=str(letter_id),
         job_id=job_id,
@@ -115,7 +115,7 @@ def read_dead_letter(
         site=fields["site"] if fields.get("site") in ("public", "private") else None,
         detail=detail,
         source_queue=_short(source, 255),
-        attempts=attempt if isinstance(attempt, int) and 0 <= attempt < 10_000 else 0,
+        attempts=readable_attempt(fields),
         publisher=workers.site_of(user_id),
         ending=ending_of(reason, source),
     )

@@ -8,11 +8,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from services.status.domain.ids import dead_letter_event_id
 from shared import topology
-from shared.contracts.events import AnyEvent, JobDeadLettered, JobRejected
+from shared.contracts.events import AnyEvent, JobRejected
 from shared.contracts.jobs import Site
-from shared.dead_letters import DeadLetterReason
+from shared.dead_letters import DeadLetterReason, Sent, dead_lettered_event, ending_event_id
 
 UNPROCESSABLE = frozenset(
     {
@@ -71,21 +70,12 @@ def ending_event(letter: DeadLetter) -> AnyEvent | None:
     the worker's own JobDeadLettered for it."""
     if letter.job_id is None or letter.ending is Ending.NONE:
         return None
-    event_id = dead_letter_event_id(letter.id)
     if letter.ending is Ending.REJECT:
         return JobRejected(
-            event_id=event_id,
+            event_id=ending_event_id(letter.id),
             job_id=letter.job_id,
             reason=f"unprocessable message ({letter.reason})",
             occurred_at=letter.dead_lettered_at,
         )
-    # the detail (e.g. the attempt's error) too: this event can be projected before the
-    # worker's own JobFailed, and the first terminal view should say why
-    reason = f"{letter.reason}: {letter.detail}" if letter.detail else letter.reason
-    return JobDeadLettered(
-        event_id=event_id,
-        job_id=letter.job_id,
-        reason=reason[:2000],
-        attempts=letter.attempts,
-        occurred_at=letter.dead_lettered_at,
-    )
+    sent = Sent(letter.id, letter.dead_lettered_at)
+    return dead_lettered_event(sent, letter.job_id, letter.reason, letter.detail, letter.attempts)

@@ -17,12 +17,6 @@ def redriven_event_id(dead_letter_id: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"hybridq:redrive:{dead_letter_id}")
 
 
-def dead_letter_event_id(dead_letter_id: str) -> UUID:
-    """The ending a dead letter records; the worker that dead-letters a job gives its own
-    JobDeadLettered the same id, so one ending is one event whichever arrives first."""
-    return uuid5(NAMESPACE_URL, f"hybridq:dead-letter:{dead_letter_id}")
-
-
 def compensation_job_id(group_id: UUID, member: UUID) -> UUID:
     """Deterministic, so a re-submitted compensation is a duplicate the router skips."""
     return uuid5(NAMESPACE_URL, f"hybridq:group:{group_id}:compensate:{member}")
