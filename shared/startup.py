@@ -10,6 +10,9 @@ gets one critical log line naming the setting, the URL with its password hidden,
 cause, then exit status `EXIT_UNUSABLE_SETTING` (3, as for a handler module that does not
 import: a start refused for its configuration). A supervisor that restarts on failure
 (deploy/compose.yaml) tries again, so a broker still starting is waited for there.
+A broker whose TLS cannot be verified (a wrong CA, a certificate for another host) is
+the one line of `TLSRefused` and exit status 4 (`shared.service.EXIT_TLS_REFUSED`), as
+when it happens later in start-up.
 
 The broker is tried through `shared.connection.connect`, the connection every service
 uses (every node of a cluster in turn), the database with one connection of the async
@@ -31,6 +34,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from yarl import URL
 
 from shared.connection import connect, node_urls
+from shared.errors import TLSRefused
+from shared.service import EXIT_TLS_REFUSED
 
 EXIT_UNUSABLE_SETTING = 3
 CHECK_SECONDS = 10.0
@@ -109,6 +114,8 @@ async def reach_broker(amqp_url: str, timeout: float = CHECK_SECONDS) -> None:
     check_amqp_url(amqp_url)
     try:
         connection = await connect(amqp_url, timeout=timeout)
+    except TLSRefused:
+        raise  # its own line and exit status (a certificate to fix, not a URL)
     except Exception as exc:  # whatever the client raised: it is the cause to print
         cause = _cause(exc, *_amqp_passwords(amqp_url))
         if isinstance(exc, InvalidFrameError) and "Connection.Close" in str(exc):
@@ -156,3 +163,6 @@ def require(*, amqp_url: str | None = None, database_url: str | None = None) -> 
     except UnusableSetting as exc:
         log.critical(str(exc), extra={"setting": exc.setting})
         sys.exit(EXIT_UNUSABLE_SETTING)
+    except TLSRefused as exc:
+        log.critical(str(exc))
+        sys.exit(EXIT_TLS_REFUSED)

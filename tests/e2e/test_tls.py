@@ -106,7 +106,7 @@ def _the_one_line(lines: list[str]) -> str:
     return message
 
 
-@pytest.mark.parametrize("service", ["router", "private_worker"])
+@pytest.mark.parametrize("service", ["router", "private_worker", "status"])
 def test_a_ca_that_did_not_sign_the_broker_is_refused_at_start(
     service: str, pki: TestPki, tls_port: int, amqp_url: str, database_url: str
 ) -> None:
