@@ -13,7 +13,6 @@ from uuid import uuid4
 
 import aiormq
 from aio_pika import DeliveryMode
-from aio_pika.abc import AbstractChannel
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import PublishError
@@ -24,7 +23,7 @@ from faststream.rabbit.response import RabbitPublishCommand
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
-from shared import messages, topology
+from shared import messages, messaging, topology
 from shared.connection import FailoverBroker
 from shared.contracts import batches
 from shared.contracts.events import Event
@@ -276,8 +275,8 @@ class Bus:
         message_id: str | None = None,
         expiration: float | None = None,
     ) -> None:
-        channel = getattr(self.broker, "_channel", None)
-        if isinstance(channel, AbstractChannel):
+        channel = messaging.broker_channel(self.broker)
+        if channel is not None:
             properties = spec.Basic.Properties(
                 content_type=JSON,
                 delivery_mode=DeliveryMode.PERSISTENT.value,

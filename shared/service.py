@@ -14,6 +14,7 @@ from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 
+from shared import messaging
 from shared.errors import PermanentError, TLSRefused
 
 log = logging.getLogger("hybridq.service")
@@ -66,11 +67,7 @@ async def stop_deliveries(subscriber: RabbitSubscriber) -> None:
     come straight back, unacked, and return redelivered). The consumer tag is cleared,
     so FastStream's own stop() then skips its cancel.
     """
-    queue = getattr(subscriber, "_queue_obj", None)
-    tag = getattr(subscriber, "_consumer_tag", None)
-    if queue is not None and tag is not None and not queue.channel.is_closed:
-        await queue.cancel(tag)
-        subscriber._consumer_tag = None
+    await messaging.cancel_consumer(subscriber)
 
 
 def run(app: FastStream) -> None:
