@@ -225,8 +225,8 @@ class Bus:
     On a connected broker it publishes on the broker's channel through aiormq directly,
     without waiting for each frame to be written before the next publish may start
     (aiormq's `wait=False`): concurrent publishes then leave in one `send()` per event-loop
-    turn (shared/connection.py's `CoalescingWriter`) instead of one each, which was a
-    quarter to a third of each service's CPU (docs/performance.md). The confirm is still
+    turn (shared/connection.py's `CoalescingWriter`) instead of one each (docs/performance.md
+    has what a `send()` per frame costs). The confirm is still
     awaited, so nothing is acknowledged before the broker has the message. FastStream's
     in-memory test broker (no real channel) gets the same message through
     `broker.publish`.

@@ -24,7 +24,7 @@ to the next node, and restores every channel and consumer from scratch.
 `CoalescingTransport` (aiormq's documented `TransportFactory` extension point) sends the
 AMQP frames written in one event-loop turn in one `send()`: a busy service publishes and
 acks many messages per turn, and on a shared host every system call costs both ends
-(`bench/`: the socket write was a quarter to a third of each service's CPU).
+(docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
@@ -64,8 +64,7 @@ FRAME_QUEUE = 1024
 the channel lock while it queues a frame), so every frame leaves in its own turn and its
 own `send()`; with room for many, one turn's frames leave together. The queue stays
 bounded by what is in flight: every publish awaits its confirm, every handler its
-delivery (prefetch). Measured (`bench/`): 3,000 confirmed publishes from 100 tasks, 3,055
-sends and 0.42 s of CPU with 10; 176 sends and 0.26 s with 1,024."""
+delivery (prefetch). docs/performance.md has the measurements."""
 messaging.set_frame_queue(FRAME_QUEUE)
 _numbers = itertools.count(1)  # connections of this process, for the lost/reconnected lines
 

@@ -53,8 +53,8 @@ async def the_delivery(msg: StreamMessage[Any]) -> StreamMessage[Any]:
 
     Brokers from `shared.bus.make_broker` run handlers without dependency injection
     (`apply_types=False`): resolving a `RabbitMessage` parameter through FastDepends's
-    context runs in a worker thread, a thread hop for every delivery (a fifth of the
-    status service's CPU in the bench profile). The handler gets this decoder's result.
+    context runs in a worker thread, a thread hop for every delivery (docs/performance.md
+    has its cost). The handler gets this decoder's result.
     """
     return msg
 
