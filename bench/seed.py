@@ -198,7 +198,7 @@ def _row(
     fold: Fold, listed_at: datetime, updated_at: datetime, events: list[Any]
 ) -> dict[str, Any]:
     """The `jobs` row the status store writes for a view folded from `events`
-    (adapters/postgres.py `_row`; `folded_*`, migration 0010: the last event folded)."""
+    (adapters/postgres/jobs.py `_row`; `folded_*`, migration 0010: the last event folded)."""
     row = {name: getattr(fold.view, name) for name in (*FOLDED_FIELDS, "job_id")}
     attempt, rank = fold.key
     folded_at, folded_rank, folded_event = max(sort_key(e) for e in events)

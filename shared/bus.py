@@ -13,7 +13,6 @@ from uuid import uuid4
 
 import aiormq
 from aio_pika import DeliveryMode
-from aio_pika.abc import AbstractChannel
 from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import PublishError
@@ -24,7 +23,7 @@ from faststream.rabbit.response import RabbitPublishCommand
 from faststream.rabbit.schemas import Channel
 from pydantic import BaseModel
 
-from shared import messages, topology
+from shared import messages, messaging, topology
 from shared.connection import FailoverBroker
 from shared.contracts import batches
 from shared.contracts.events import Event
@@ -226,8 +225,8 @@ class Bus:
     On a connected broker it publishes on the broker's channel through aiormq directly,
     without waiting for each frame to be written before the next publish may start
     (aiormq's `wait=False`): concurrent publishes then leave in one `send()` per event-loop
-    turn (shared/connection.py's `CoalescingWriter`) instead of one each, which was a
-    quarter to a third of each service's CPU (docs/performance.md). The confirm is still
+    turn (shared/connection.py's `CoalescingWriter`) instead of one each (docs/performance.md
+    has what a `send()` per frame costs). The confirm is still
     awaited, so nothing is acknowledged before the broker has the message. FastStream's
     in-memory test broker (no real channel) gets the same message through
     `broker.publish`.
@@ -276,8 +275,8 @@ class Bus:
         message_id: str | None = None,
         expiration: float | None = None,
     ) -> None:
-        channel = getattr(self.broker, "_channel", None)
-        if isinstance(channel, AbstractChannel):
+        channel = messaging.broker_channel(self.broker)
+        if channel is not None:
             properties = spec.Basic.Properties(
                 content_type=JSON,
                 delivery_mode=DeliveryMode.PERSISTENT.value,

@@ -8,8 +8,10 @@ on its new connection, or to another replica), and a publish whose confirm never
 raises, so the delivery being handled is not acked and is processed (and published) again.
 
 aio-pika's robust connection reconnects to one URL; `FailoverConnection` is the one place
-that knows how it picks that URL (it reads `self.url` once per connection attempt), and
-tests/unit/test_connection.py fails if a new aio-pika release reads it differently.
+that knows how it picks that URL (it reads `self.url` once per connection attempt:
+tests/unit/test_messaging_internals.py fails if a new aio-pika release reads it elsewhere,
+tests/integration/test_first_node_down.py if it stops moving on). Whatever it reads of the
+libraries' private state goes through shared/messaging.py.
 
 `FailoverConnection` also watches its consumers (`lost_consumers`): aio-pika restores them
 after a reconnection, but a restore that fails half-way (seen in
@@ -22,7 +24,7 @@ to the next node, and restores every channel and consumer from scratch.
 `CoalescingTransport` (aiormq's documented `TransportFactory` extension point) sends the
 AMQP frames written in one event-loop turn in one `send()`: a busy service publishes and
 acks many messages per turn, and on a shared host every system call costs both ends
-(`bench/`: the socket write was a quarter to a third of each service's CPU).
+(docs/performance.md has the measurements).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any, cast
 from weakref import WeakSet
 
@@ -46,7 +47,7 @@ from aiormq.connection import TCPTransportFactory, TLSTransportFactory, Transpor
 from faststream.rabbit import RabbitBroker
 from yarl import URL
 
-from shared import tls
+from shared import messaging, tls
 from shared.errors import TLSRefused
 
 log = logging.getLogger("hybridq.connection")
@@ -63,9 +64,8 @@ FRAME_QUEUE = 1024
 the channel lock while it queues a frame), so every frame leaves in its own turn and its
 own `send()`; with room for many, one turn's frames leave together. The queue stays
 bounded by what is in flight: every publish awaits its confirm, every handler its
-delivery (prefetch). Measured (`bench/`): 3,000 confirmed publishes from 100 tasks, 3,055
-sends and 0.42 s of CPU with 10; 176 sends and 0.26 s with 1,024."""
-aiormq.connection.Connection.FRAME_BUFFER_SIZE = FRAME_QUEUE  # tests/unit pin the name
+delivery (prefetch). docs/performance.md has the measurements."""
+messaging.set_frame_queue(FRAME_QUEUE)
 _numbers = itertools.count(1)  # connections of this process, for the lost/reconnected lines
 
 
@@ -262,19 +262,14 @@ class FailoverConnection(RobustConnection):
             return set()
         lost: set[tuple[int, str, str]] = set()
         for channel in tuple(self._watched):
-            if not isinstance(channel, RobustChannel) or channel._close_called:
+            if not isinstance(channel, RobustChannel) or messaging.channel_closing(channel):
                 continue
-            queues = [q for q in chain(*channel._queues.values()) if q._consumers]
+            queues = list(messaging.held_consumers(channel))
             if not queues:
                 continue
-            underlay = None if channel.is_closed else channel._channel
-            held = (
-                set(cast(aiormq.Channel, underlay.channel).consumers)
-                if underlay is not None
-                else set()
-            )
-            for queue in queues:
-                lost |= {(id(channel), queue.name, tag) for tag in queue._consumers.keys() - held}
+            held = messaging.broker_consumers(channel)
+            for name, tags in queues:
+                lost |= {(id(channel), name, tag) for tag in tags - held}
         return lost
 
     async def _watch_consumers(self) -> None:
@@ -305,7 +300,7 @@ class FailoverConnection(RobustConnection):
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         self._move_on = True
-        if self._up and not self._close_called:
+        if self._up and not self.close_called:
             self._up = False
             self._lost_at = time.monotonic()
             log.warning(
@@ -345,8 +340,9 @@ async def connect_any(urls: Sequence[str], **kwargs: Any) -> AbstractRobustConne
 class FailoverBroker(RabbitBroker):
     """FastStream's RabbitBroker on a `FailoverConnection` over every node of `AMQP_URL`.
 
-    `_connect` is FastStream 0.7's own, but for the connection: `connect_any`, so a broker
-    started while the first node is down connects to the next.
+    `_connect` makes the connection with `connect_any`, so a broker started while the first
+    node is down connects to the next, and hands it to FastStream as its own
+    (`messaging.adopt`).
     """
 
     def __init__(self, amqp_url: str, **kwargs: Any) -> None:
@@ -355,14 +351,8 @@ class FailoverBroker(RabbitBroker):
         super().__init__(self.node_urls[0], **kwargs)
 
     async def _connect(self) -> RobustConnection:
-        kwargs = {k: v for k, v in self._connection_kwargs.items() if k != "url"}
+        kwargs = {k: v for k, v in messaging.connection_kwargs(self).items() if k != "url"}
         connection = cast(RobustConnection, await connect_any(self.node_urls, **kwargs))
         self.connection = cast(FailoverConnection, connection)
-        for close_callback in self._on_close:
-            connection.close_callbacks.add(close_callback)
-        for reconnect_callback in self._on_reconnected:
-            connection.reconnect_callbacks.add(reconnect_callback)
-        if self._channel is None:
-            self.config.connect(connection)
-            self._channel = await self.config.channel_manager.get_channel()
+        await messaging.adopt(self, connection)
         return connection

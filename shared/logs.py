@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import messaging
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -87,7 +89,7 @@ class ConnectionNoise(logging.Filter):
 def _lost_connection_fallout(record: logging.LogRecord) -> bool:
     """A robust channel's close callback that failed because its connection is gone."""
     args = record.args if isinstance(record.args, tuple) else ()
-    if len(args) != 3 or "RobustChannel._on_close" not in str(args[0]):
+    if len(args) != 3 or messaging.CHANNEL_CLOSE_CALLBACK not in str(args[0]):
         return False
     kind, said = str(args[1]), str(args[2])
     return kind == "ChannelInvalidStateError" or (kind == "RuntimeError" and "closed" in said)

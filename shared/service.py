@@ -14,6 +14,7 @@ from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 
+from shared import messaging
 from shared.errors import PermanentError, TLSRefused
 
 log = logging.getLogger("hybridq.service")
@@ -52,8 +53,8 @@ async def the_delivery(msg: StreamMessage[Any]) -> StreamMessage[Any]:
 
     Brokers from `shared.bus.make_broker` run handlers without dependency injection
     (`apply_types=False`): resolving a `RabbitMessage` parameter through FastDepends's
-    context runs in a worker thread, a thread hop for every delivery (a fifth of the
-    status service's CPU in the bench profile). The handler gets this decoder's result.
+    context runs in a worker thread, a thread hop for every delivery (docs/performance.md
+    has its cost). The handler gets this decoder's result.
     """
     return msg
 
@@ -66,11 +67,7 @@ async def stop_deliveries(subscriber: RabbitSubscriber) -> None:
     come straight back, unacked, and return redelivered). The consumer tag is cleared,
     so FastStream's own stop() then skips its cancel.
     """
-    queue = getattr(subscriber, "_queue_obj", None)
-    tag = getattr(subscriber, "_consumer_tag", None)
-    if queue is not None and tag is not None and not queue.channel.is_closed:
-        await queue.cancel(tag)
-        subscriber._consumer_tag = None
+    await messaging.cancel_consumer(subscriber)
 
 
 def run(app: FastStream) -> None:

@@ -5,31 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import aio_pika
 import aiormq
 import httpx
 import pytest
 
-from devtools import definitions, environment
+from devtools import definitions
 from devtools.stack import Stack
+from tests.broker_users import SERVICE_USERS, applied_definitions, url
 from tests.conftest import free_port
 from tests.e2e.client import job, submit, wait_for
 
 pytestmark = pytest.mark.connected
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
-SERVICE_USERS = {
-    "router": "hybridq-router",
-    "public_worker": "hybridq-public-worker",
-    "private_worker": "hybridq-private-worker",
-    "status": "hybridq-status",
-}
 
 
 def test_definitions_file_is_generated_from_the_topology() -> None:
@@ -47,41 +40,10 @@ def test_no_deploy_file_uses_guest() -> None:
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """The definitions applied to a fresh vhost, users suffixed so runs never collide."""
-    vhost = f"hybridq_test_defs_{uuid.uuid4().hex[:8]}"
     suffix = f"-{uuid.uuid4().hex[:6]}"
     secrets = tmp_path_factory.mktemp("secrets")
-    admin = secrets / "admin"
-    admin.write_text("guest")  # the local test broker's admin; never a deploy default
-    passwords = secrets / "users"
-    passwords.mkdir()
-    for user in [*SERVICE_USERS.values(), "hybridq-operator"]:
-        (passwords / user).write_text(f"pw-{user}")
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy/rabbitmq/apply.py"),
-            "--admin-user",
-            "guest",
-            "--admin-password-file",
-            str(admin),
-            "--vhost",
-            vhost,
-            "--passwords-dir",
-            str(passwords),
-            f"--user-suffix={suffix}",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    yield vhost, suffix, passwords
-    environment.delete_vhost(vhost)
-    with httpx.Client(base_url=environment.MANAGEMENT, auth=environment.ADMIN) as http:
-        for user in [*SERVICE_USERS.values(), "hybridq-operator"]:
-            http.delete(f"/api/users/{quote(user + suffix, safe='')}")
-
-
-def url(vhost: str, suffix: str, user: str) -> str:
-    return f"amqp://{user}{suffix}:pw-{user}@127.0.0.1:5672/{quote(vhost, safe='')}"
+    with applied_definitions(secrets, suffix) as vhost:
+        yield vhost, suffix, secrets / "users"
 
 
 async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -28,10 +28,6 @@ class Leadership:
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()  # several loops share the one lock connection
 
-    @property
-    def is_leader(self) -> bool:
-        return self._conn is not None
-
     async def check(self) -> bool:
         """Still (or now) the leader? Verifies the lock's connection, else tries to take it."""
         async with self._lock:

@@ -124,8 +124,3 @@ class Relay:
                 select(exists().where(outbox.c.seq.in_(list(rows)), UNSENT))
             )
         return not pending
-
-
-async def anything_unsent(engine: AsyncEngine) -> bool:
-    async with engine.connect() as conn:
-        return bool(await conn.scalar(select(exists().where(UNSENT))))

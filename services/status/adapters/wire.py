@@ -28,8 +28,6 @@ from shared.dead_letters import (
 )
 from shared.identity import WorkerUsers
 
-MAX_EVENT_BYTES = 1024 * 1024
-"""A lifecycle event is small (a result is at most 64 KiB); anything larger is hostile."""
 MAX_MESSAGE_BYTES = MAX_BATCH_BYTES
 """An event batch is at most 1 MiB (contract §3.2), and no hybridq event is larger: a
 bigger message is hostile."""

@@ -4,9 +4,8 @@
 event projection, the worker registry, the outbox relay, the group sweep, retention,
 schedules, leases: `bootstrap.projecting`) in a child process, `python -m
 services.status projector`. Reads then never wait behind a batch of events on the same
-event loop (or, with threads, the same interpreter lock): under a burst that kept both
-cores busy, a read's p99 was 200-340 ms in one process and is a few tens of ms split
-(docs/performance.md). Both halves keep nothing of their own: either may be killed and
+event loop (or, with threads, the same interpreter lock; docs/performance.md has the
+figures). Both halves keep nothing of their own: either may be killed and
 replaced, like any replica.
 
 The parent (`WriteSide`) starts the child, starts it again if it dies (with a growing

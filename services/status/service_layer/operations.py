@@ -8,7 +8,6 @@ publishes later rather than never.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -124,9 +123,3 @@ async def redrive(uow: UnitOfWork, selection: RedriveSelection, site: Site | Non
     for letter_id, p in zip(claimed, chosen, strict=True):
         rows.append(await uow.outbox.add(messages.dispatch(p.job), f"redrive:{letter_id}"))
     return Redriven(len(claimed), skipped, rows)
-
-
-def selection_of(
-    ids: Sequence[str] | None, reason: str | None, job_type: str | None, limit: int
-) -> RedriveSelection:
-    return RedriveSelection(ids=ids, reason=reason, job_type=job_type, limit=limit)

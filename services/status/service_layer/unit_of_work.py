@@ -2,7 +2,7 @@
 cases need, and the outbox port (what must be published once the transaction commits).
 
 Use cases take a `UnitOfWork` and know nothing of Postgres or the broker: the adapter
-(services/status/adapters/postgres.py) implements it on one database transaction, and
+(services/status/adapters/postgres/) implements it on one database transaction, and
 tests/unit/fake_store.py in memory, so every use case is unit-tested without either.
 """
 
