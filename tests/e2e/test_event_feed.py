@@ -258,11 +258,13 @@ async def test_the_feed_filters_by_type_and_job_type(http: httpx.AsyncClient) ->
 async def read_stream(
     http: httpx.AsyncClient, headers: dict[str, str], params: dict[str, str], count: int
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """Up to `count` events (id, event) from one connection, then hang up; and the
-    comment lines (heartbeats) seen meanwhile."""
+    """Up to `count` events (id, event) from one connection, then hang up (also after 3 s
+    without an event: heartbeats come every second); and the comment lines (heartbeats)
+    seen meanwhile."""
     got: list[tuple[str, dict[str, Any]]] = []
     comments: list[str] = []
     event_id = ""
+    news = time.monotonic()
     timeout = httpx.Timeout(10, read=5)
     try:
         async with http.stream(
@@ -272,14 +274,17 @@ async def read_stream(
             async for line in response.aiter_lines():
                 if line.startswith(":"):
                     comments.append(line)
+                    if time.monotonic() - news > 3:
+                        break
                 elif line.startswith("id:"):
                     event_id = line[3:].strip()
                 elif line.startswith("data:"):
                     got.append((event_id, json.loads(line[5:])))
+                    news = time.monotonic()
                     if len(got) >= count:
                         break
     except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError):
-        pass  # idle, or the connection dropped: the caller resumes with Last-Event-ID
+        pass  # the connection dropped: the caller resumes with Last-Event-ID
     return got, comments
 
 
