@@ -142,8 +142,8 @@ class SubmitBatch(BaseModel):
     jobs: list[Any] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description="each a JobSubmitted, with or without `job_id` (as `POST /jobs` takes)",
-        json_schema_extra={"items": {"$ref": "#/components/schemas/SubmitJob"}},
+        description="each a JobSubmitted with or without `job_id` (the body `POST /jobs` "
+        "takes, schema SubmitJob); anything else is refused in its item, not the request",
     )
 
 
