@@ -361,8 +361,8 @@ async def test_cli_submit_many(stack: Stack, http: httpx.AsyncClient, tmp_path: 
     outcomes = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(outcomes) == 1503
     refused = {o["line"]: o for o in outcomes if o["status"] == "rejected"}
-    assert set(refused) == {11, 1202, 1504}
-    assert refused[1202]["errors"][0]["field"] == "max_attempts"
+    assert set(refused) == {11, 1201, 1504}
+    assert refused[1201]["errors"][0]["field"] == "max_attempts"
     assert refused[11]["errors"][0]["field"] == "(line)"
     ids = [o["job_id"] for o in outcomes if o["status"] == "submitted"]
     assert len(set(ids)) == 1500
