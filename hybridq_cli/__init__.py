@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from hybridq_cli import dlq, jobs, link, schedules, workers  # noqa: F401
+from hybridq_cli import bulk, dlq, jobs, link, schedules, workers  # noqa: F401
 from hybridq_cli.app import app
 
 

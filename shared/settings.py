@@ -104,6 +104,10 @@ class StatusSettings(BrokerSettings):
     stream_idle_seconds: float = Field(default=300.0, gt=0, alias="STREAM_IDLE_SECONDS")
     stream_unknown_seconds: float = Field(default=10.0, gt=0, alias="STREAM_UNKNOWN_SECONDS")
     stream_poll_seconds: float = Field(default=0.25, gt=0, alias="STREAM_POLL_SECONDS")
+    # /events/stream: a comment line this often while no event comes (proxies keep it open)
+    stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=3600, alias="STREAM_HEARTBEAT_SECONDS"
+    )
     publish_timeout_seconds: float = Field(default=5.0, gt=0, alias="PUBLISH_TIMEOUT_SECONDS")
 
 

@@ -11,12 +11,25 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Executable, Select, select, tuple_
+from sqlalchemy import (
+    Executable,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    literal_column,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.adapters.postgres import view_of
 from services.status.adapters.tables import (
+    Xid8,
     dead_letters,
     group_members,
     job_counts,
@@ -163,6 +176,107 @@ async def job_history(engine: AsyncEngine, job_id: UUID) -> list[dict[str, Any]]
         .order_by(job_events.c.occurred_at, job_events.c.rank, job_events.c.event_id)
     )
     return [p for (p,) in await rows(engine, query)]
+
+
+# -- the global event feed (GET /events, /events/stream) ---------------------------------
+FEED_START = (0, 0)
+_MAX_XID8 = 2**64 - 1
+_MAX_BIGINT = 2**63 - 1
+
+
+def feed_cursor(xid: int, seq: int) -> str:
+    """The opaque cursor of a feed position: after it come the events sorted after
+    (xid, seq)."""
+    return encode_cursor(xid, seq)
+
+
+def feed_position(cursor: str) -> tuple[int, int]:
+    """The (transaction, sequence) of a feed cursor; BadCursor for anything else."""
+    parts = decode_cursor(cursor)
+    if not all(p.isascii() and p.isdigit() and len(p) <= 20 for p in parts):
+        raise BadCursor("invalid cursor")
+    xid, seq = int(parts[0]), int(parts[1])
+    if xid > _MAX_XID8 or seq > _MAX_BIGINT:
+        raise BadCursor("invalid cursor")
+    return xid, seq
+
+
+_HORIZON = """
+SELECT COALESCE(
+    (SELECT min(x) FROM pg_snapshot_xip(s) AS x
+     WHERE (x::text::numeric % 4294967296)::bigint NOT IN (
+        SELECT a.backend_xid::text::bigint FROM pg_stat_activity AS a
+        WHERE a.backend_xid IS NOT NULL AND a.datname IS DISTINCT FROM current_database())),
+    pg_snapshot_xmax(s))
+FROM pg_current_snapshot() AS s
+"""
+"""The feed's horizon: the oldest transaction in progress in the statement's snapshot
+(`pg_snapshot_xip`), or the next transaction id when there is none -- leaving out those
+that `pg_stat_activity` shows running in another database of the server (they write
+nothing here; a long one elsewhere would hold the feed back). A transaction that has
+ended since the snapshot, or whose session this role may not see, is not left out:
+when in doubt the horizon stays low, and a low horizon only delays."""
+
+
+async def event_feed(
+    engine: AsyncEngine,
+    *,
+    after: tuple[int, int] = FEED_START,
+    limit: int,
+    types: Sequence[str] = (),
+    job_type: str | None = None,
+) -> tuple[list[tuple[tuple[int, int], dict[str, Any]]], tuple[int, int]]:
+    """Events recorded after `after`, in recorded order, each with its position, and the
+    position to read on from.
+
+    The order is (writing transaction, sequence), read only below the horizon (_HORIZON):
+    the oldest transaction of this database still running when the statement's snapshot
+    was taken. Every transaction below it has ended, so the rows there are final; every
+    event written from now on has a transaction id at or above it, so it sorts after
+    every row returned. A plain sequence is not enough: its numbers are taken
+    at insert and become visible at commit, in another order, and a reader passing a
+    number that an open transaction holds would skip that event for good.
+
+    A page shorter than `limit` has read everything below the horizon: the next position
+    is then the horizon itself, so a filtered reader does not scan the same rows again.
+    `job_type` matches through the job's view: an event is listed under the job type its
+    job had when the page was read."""
+    horizon = select(literal_column(f"({_HORIZON})", Xid8()).label("x")).cte("horizon")
+    xid, seq = after
+    page = (
+        select(
+            job_events.c.feed_xid.label("position"),
+            cast(job_events.c.feed_xid, Text).label("xid"),
+            job_events.c.feed_seq.label("seq"),
+            job_events.c.payload,
+        )
+        .where(
+            job_events.c.feed_xid < horizon.c.x,
+            tuple_(job_events.c.feed_xid, job_events.c.feed_seq)
+            > tuple_(cast(bindparam(None, str(xid), type_=Text), Xid8()), bindparam(None, seq)),
+        )
+        .order_by(job_events.c.feed_xid, job_events.c.feed_seq)
+        .limit(limit + 1)
+    )
+    if types:
+        page = page.where(
+            job_events.c.type == any_(bindparam(None, list(types), type_=ARRAY(Text)))
+        )
+    if job_type is not None:
+        page = page.join(jobs, jobs.c.job_id == job_events.c.job_id).where(
+            jobs.c.job_type == job_type
+        )
+    lateral = page.lateral("page")
+    query = select(
+        cast(horizon.c.x, Text).label("horizon"), lateral.c.xid, lateral.c.seq, lateral.c.payload
+    ).select_from(horizon.outerjoin(lateral, true()))
+    query = query.order_by(lateral.c.position, lateral.c.seq)
+    found = await rows(engine, query)
+    items = [((int(r.xid), r.seq), r.payload) for r in found if r.xid is not None]
+    if len(items) > limit:
+        items = items[:limit]
+        return items, items[-1][0]
+    return items, max(after, (int(found[0].horizon), 0))
 
 
 async def counts(engine: AsyncEngine) -> tuple[dict[str, int], dict[str, dict[str, int]]]:

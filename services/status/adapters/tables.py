@@ -19,6 +19,17 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import UserDefinedType
+
+
+class Xid8(UserDefinedType[str]):
+    """Postgres `xid8`: a 64-bit transaction id (read and bound as its text, `cast` to it)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
 
 metadata = MetaData(
     naming_convention={
@@ -93,7 +104,17 @@ job_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("payload", JSONB, nullable=False),
+    # the feed's position (migration 0013): the writing transaction, then a sequence;
+    # both filled by the database at insert (queries.event_feed reads in this order)
+    Column("feed_xid", Xid8(), nullable=False, server_default=text("pg_current_xact_id()")),
+    Column(
+        "feed_seq",
+        BigInteger,
+        nullable=False,
+        server_default=text("nextval('job_events_feed_seq')"),
+    ),
     Index("ix_job_events_job", "job_id", "occurred_at", "rank"),
+    Index("ix_job_events_feed", "feed_xid", "feed_seq", unique=True),
 )
 
 dead_letters = Table(

@@ -1,4 +1,4 @@
-"""Client and operator actions: submit, cancel, redrive.
+"""Client and operator actions: submit (one job or a batch), cancel, redrive.
 
 Cancel and redrive write their intent (the events and messages that must follow) to the
 outbox in the transaction that checks and claims, and the caller publishes them after the
@@ -65,6 +65,33 @@ def submission(rules: Rules, job: JobSubmitted) -> messages.Envelope:
     if len(envelope.body) > MAX_MESSAGE_BYTES:  # the body was within it; the job_id tipped it
         raise TooLarge(f"the job message would be over {MAX_MESSAGE_BYTES // 1024} KiB")
     return envelope
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A job of a batch that is not submitted: its errors as (field, message) pairs."""
+
+    errors: list[tuple[str, str]]
+
+
+def batch_submissions(
+    rules: Rules, jobs: Sequence[JobSubmitted | Refused]
+) -> list[messages.Envelope | Refused]:
+    """Each job of a batch taken on its own, exactly as `submission` takes one job: its
+    message, or why it is refused (a job already refused by validation stays refused).
+    The caller publishes the messages together."""
+    decided: list[messages.Envelope | Refused] = []
+    for job in jobs:
+        if isinstance(job, Refused):
+            decided.append(job)
+            continue
+        try:
+            decided.append(submission(rules, job))
+        except PolicyRefusal as exc:
+            decided.append(Refused([(exc.refusal.field, exc.refusal.reason)]))
+        except TooLarge as exc:
+            decided.append(Refused([("(job)", str(exc))]))
+    return decided
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.status.adapters.db_errors import is_backend_error
-from services.status.entrypoints.http import dead_letters, jobs, system
+from services.status.entrypoints.http import bulk, dead_letters, events, jobs, system
 from services.status.entrypoints.http import groups as group_routes
 from services.status.entrypoints.http import schedules as schedule_routes
 from services.status.entrypoints.http import workers as worker_routes
@@ -40,7 +40,9 @@ def build(settings: StatusSettings, lifespan: Lifespan) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.include_router(bulk.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(dead_letters.router)
     app.include_router(group_routes.router)
     app.include_router(schedule_routes.router)

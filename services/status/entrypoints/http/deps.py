@@ -16,7 +16,7 @@ from services.status.adapters.outbox import Relay
 from services.status.entrypoints.http.streams import StreamSlots
 from services.status.service_layer.operations import PolicyRefusal
 from services.status.service_layer.unit_of_work import UnitOfWorkFactory
-from shared.bus import Bus
+from shared.bus import Bus, confirmed_together
 from shared.messages import Envelope
 from shared.placement.rules import Rules
 from shared.queue_depth import QueueDepths
@@ -78,6 +78,22 @@ async def publish_within(res: Resources, envelope: Envelope, what: str) -> None:
     try:
         async with asyncio.timeout(seconds):
             await res.bus.send(envelope)
+    except TimeoutError as exc:
+        raise BackendUnavailable(f"the broker did not confirm {what} within {seconds:g} s") from exc
+    except Exception as exc:  # anything reaching or using the broker is transient
+        raise BackendUnavailable(f"the broker did not take {what}: {exc!r}") from exc
+
+
+async def publish_all_within(res: Resources, envelopes: list[Envelope], what: str) -> None:
+    """Publish several messages at once and await their confirms together, all within
+    PUBLISH_TIMEOUT_SECONDS (the publishes leave in as few writes as the event loop
+    allows; no confirm waits for another). BackendUnavailable when any is not confirmed:
+    the caller cannot tell which were, so a retry sends them all again, under the same
+    job_ids."""
+    seconds = res.settings.publish_timeout_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            await confirmed_together(*(res.bus.send(e) for e in envelopes))
     except TimeoutError as exc:
         raise BackendUnavailable(f"the broker did not confirm {what} within {seconds:g} s") from exc
     except Exception as exc:  # anything reaching or using the broker is transient

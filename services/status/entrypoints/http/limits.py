@@ -25,6 +25,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JOB_BYTES = MAX_MESSAGE_BYTES
 """`POST /jobs`: the contract's size of a whole JobSubmitted message."""
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""`POST /jobs/batch`: up to 1,000 jobs (each still at most MAX_JOB_BYTES as a message)."""
 MAX_JSON_DEPTH = 64
 
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -33,6 +35,8 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 def body_limit(method: str, path: str) -> int:
     if method == "POST" and path.rstrip("/") == "/jobs":
         return MAX_JOB_BYTES
+    if method == "POST" and path.rstrip("/") == "/jobs/batch":
+        return MAX_BATCH_BYTES
     return MAX_BODY_BYTES
 
 

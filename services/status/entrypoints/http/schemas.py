@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -116,3 +116,55 @@ class Stats(BaseModel):
     by_status: dict[str, int]
     by_site: dict[str, dict[str, int]]
     queues: dict[str, QueueDepthOut]
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer's body: a sentence, and the fields at fault where there are."""
+
+    detail: str
+    errors: list[FieldErrorOut] | None = None
+
+
+MAX_BATCH = 1000
+
+
+class SubmitBatch(BaseModel):
+    """`POST /jobs/batch`: 1 to 1,000 jobs, each what `POST /jobs` takes (a job that is
+    not is refused on its own, the others are still submitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="each a JobSubmitted with or without `job_id` (the body `POST /jobs` "
+        "takes, schema SubmitJob); anything else is refused in its item, not the request",
+    )
+
+
+class BatchSubmitted(BaseModel):
+    index: int
+    job_id: UUID
+    status: Literal["submitted"] = "submitted"
+
+
+class BatchRejected(BaseModel):
+    index: int
+    status: Literal["rejected"] = "rejected"
+    errors: list[FieldErrorOut]
+
+
+class BatchAnswer(BaseModel):
+    """One item per job of the request, in its order."""
+
+    items: list[BatchSubmitted | BatchRejected]
+
+
+class EventPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str

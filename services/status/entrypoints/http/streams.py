@@ -1,9 +1,13 @@
-"""Live job streams (server-sent events), bounded so no client can starve the projection.
+"""Live streams (server-sent events): one job's, and the global event feed's, bounded so no
+client can starve the projection.
 
 Three bounds: a cap on open streams per process (MAX_STREAMS, 429 past it); a stream
 ends on its own (an unknown job after STREAM_UNKNOWN_SECONDS, any job after
 STREAM_IDLE_SECONDS without a new event); and a stream holds no database connection
 between polls (each poll borrows one from the pool for two short reads and returns it).
+The feed's stream (`follow_feed`) shares the cap and holds no connection between polls
+either; it does not end while idle (heartbeat comments keep it open through proxies), and
+a client that reconnects with `Last-Event-ID` goes on from its last event.
 """
 
 from __future__ import annotations
@@ -46,8 +50,14 @@ class BoundedStream(EventSourceResponse):
     """An SSE response that gives its slot back however it ends (done, client gone,
     error), even if its generator never started."""
 
-    def __init__(self, content: AsyncIterator[dict[str, str]], release: Callable[[], None]):
-        super().__init__(content)
+    def __init__(
+        self,
+        content: AsyncIterator[dict[str, str]],
+        release: Callable[[], None],
+        ping: float | None = None,
+    ):
+        """`ping`: seconds between heartbeat comments (sse-starlette's default without)."""
+        super().__init__(content, ping=ping)
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,3 +96,30 @@ async def follow(
             yield _end(status=job.status.value if job else "unknown", idle=True)
             return
         await asyncio.sleep(settings.stream_poll_seconds)
+
+
+async def follow_feed(
+    reads: AsyncEngine,
+    settings: StatusSettings,
+    request: Request,
+    *,
+    after: tuple[int, int],
+    types: list[str],
+    job_type: str | None,
+    page: int = 500,
+) -> AsyncIterator[dict[str, str]]:
+    """Every event after `after` (with the filters), each with `id:` its feed cursor,
+    then each new one as it is recorded (queries.event_feed: none skipped or repeated)."""
+    position = after
+    while not await request.is_disconnected():
+        items, position = await queries.event_feed(
+            reads, after=position, limit=page, types=types, job_type=job_type
+        )
+        for at, event in items:
+            yield {
+                "id": queries.feed_cursor(*at),
+                "event": event["type"],
+                "data": json.dumps(event),
+            }
+        if len(items) < page:
+            await asyncio.sleep(settings.stream_poll_seconds)
