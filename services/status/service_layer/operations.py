@@ -8,6 +8,7 @@ publishes later rather than never.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
