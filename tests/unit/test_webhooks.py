@@ -66,7 +66,7 @@ def lifecycle(job_id: uuid.UUID, job_type: str = "noop", ok: bool = True) -> lis
             )
         )
     else:
-        events.append(ev.JobCancelled(job_id=job_id, occurred_at=end))
+        events.append(ev.JobCancelled(job_id=job_id, reason="operator", occurred_at=end))
     return events
 
 
