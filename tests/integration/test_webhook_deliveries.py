@@ -22,7 +22,7 @@ from services.status.domain.webhooks import Webhook
 from services.status.entrypoints.webhook_delivery import DeliveryWorker
 from services.status.service_layer import projecting
 from services.status.service_layer import webhooks as use_cases
-from services.status.service_layer.unit_of_work import UnitOfWorkFactory
+from services.status.service_layer.unit_of_work import Delivery, UnitOfWorkFactory
 from services.status.service_layer.webhooks import RetryPolicy
 from tests.unit.test_webhooks import T0, lifecycle
 from tests.webhook_receiver import Receiver
@@ -208,3 +208,38 @@ async def test_a_loopback_url_not_allowed_gets_nothing_at_delivery(
         log = await uow.webhooks.attempts(hook.webhook_id, None, 10)
     assert log
     assert all(a.error and "loopback" in a.error for a in log)
+
+
+async def test_the_request_goes_to_the_checked_address_with_the_host_in_its_header() -> None:
+    """`hooks.invalid` resolves (stubbed) to loopback and is allowed: the request reaches
+    the address that was checked, never a second lookup, and names the host in `Host`."""
+    receiver = await Receiver().start()
+
+    async def resolver(host: str, port: int) -> list[str]:
+        assert host == "hooks.invalid"
+        return ["127.0.0.1"]
+
+    sender = HttpSender(["hooks.invalid"], resolver)
+    hook = use_cases.new(f"http://hooks.invalid:{receiver.port}/in?x=1", None, None, SECRET, T0)
+    delivery = Delivery(
+        1,
+        hook.webhook_id,
+        uuid.uuid4(),
+        uuid.uuid4(),
+        "JobSucceeded",
+        '{"a":1}',
+        0,
+        T0,
+        uuid.uuid4(),
+    )
+    try:
+        answer = await sender.send(hook, delivery)
+    finally:
+        await sender.close()
+        await receiver.stop()
+    assert answer.status_code == 200
+    (call,) = receiver.calls
+    assert call.path == "/in?x=1"
+    assert call.headers["host"] == f"hooks.invalid:{receiver.port}"
+    assert call.headers["x-hybridq-event-id"] == str(delivery.event_id)
+    assert call.signed_by(SECRET)
