@@ -109,6 +109,19 @@ class StatusSettings(BrokerSettings):
         default=15.0, gt=0, le=3600, alias="STREAM_HEARTBEAT_SECONDS"
     )
     publish_timeout_seconds: float = Field(default=5.0, gt=0, alias="PUBLISH_TIMEOUT_SECONDS")
+    # webhooks (contract §5.2): hosts a webhook may reach although they resolve to a
+    # loopback, private, link-local or multicast address (comma-separated names/addresses)
+    webhook_allowed_hosts: str = Field(default="", alias="WEBHOOK_ALLOWED_HOSTS")
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0, alias="WEBHOOK_RETRY_BASE_SECONDS")
+    webhook_retry_max_seconds: float = Field(default=900.0, gt=0, alias="WEBHOOK_RETRY_MAX_SECONDS")
+    webhook_give_up_seconds: float = Field(default=86400.0, gt=0, alias="WEBHOOK_GIVE_UP_SECONDS")
+    webhook_concurrency: int = Field(default=4, ge=1, le=100, alias="WEBHOOK_CONCURRENCY")
+    webhook_lease_seconds: float = Field(default=30.0, ge=11, alias="WEBHOOK_LEASE_SECONDS")
+    webhook_poll_seconds: float = Field(default=0.5, gt=0, le=60, alias="WEBHOOK_POLL_SECONDS")
+
+    @property
+    def allowed_webhook_hosts(self) -> list[str]:
+        return [h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip()]
 
 
 S = TypeVar("S", bound=BrokerSettings)

@@ -20,8 +20,11 @@ from services.status.domain.dead_letters import DeadLetter
 from services.status.domain.redrive import Candidate
 from services.status.domain.saga import Member
 from services.status.domain.views import TERMINAL, JobStatus
+from services.status.domain.webhooks import Webhook
 from services.status.service_layer.unit_of_work import (
     AlreadyGrouped,
+    Attempt,
+    Delivery,
     Lease,
     NewMember,
     RedriveSelection,
@@ -56,6 +59,23 @@ class OutboxRow:
 
 
 @dataclass
+class DeliveryRow:
+    delivery_id: int
+    webhook_id: UUID
+    event: AnyEvent
+    body: str
+    queued_at: datetime
+    next_try_at: datetime
+    state: str = "pending"
+    failures: int = 0
+    lease_until: datetime | None = None
+    lease_token: UUID | None = None
+
+    def order(self) -> tuple[datetime, int, str]:
+        return (self.event.occurred_at, self.event.rank, str(self.event.event_id))
+
+
+@dataclass
 class State:
     events: dict[UUID, AnyEvent] = field(default_factory=dict)
     folds: dict[UUID, StoredFold] = field(default_factory=dict)
@@ -68,6 +88,9 @@ class State:
     workers: dict[UUID, tuple[WorkerHeartbeat, datetime]] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
     recorded: list[tuple[UUID, str]] = field(default_factory=list)  # members' endings, in order
+    webhooks: dict[UUID, Webhook] = field(default_factory=dict)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
     seq: int = 0
 
 
@@ -377,6 +400,99 @@ class FakeOutbox(_Repo):
         return len(old)
 
 
+class FakeWebhooks(_Repo):
+    async def add(self, hook: Webhook) -> None:
+        self.s.webhooks[hook.webhook_id] = hook
+
+    async def all(self) -> list[Webhook]:
+        return sorted(self.s.webhooks.values(), key=lambda h: h.created_at)
+
+    async def get(self, webhook_id: UUID) -> Webhook | None:
+        return self.s.webhooks.get(webhook_id)
+
+    async def delete(self, webhook_id: UUID) -> bool:
+        self.s.deliveries = [d for d in self.s.deliveries if d.webhook_id != webhook_id]
+        self.s.attempts = [a for a in self.s.attempts if a.webhook_id != webhook_id]
+        return self.s.webhooks.pop(webhook_id, None) is not None
+
+    async def queue(self, pairs: Sequence[tuple[Webhook, AnyEvent]]) -> None:
+        have = {(d.webhook_id, d.event.event_id) for d in self.s.deliveries}
+        for hook, event in pairs:
+            if (hook.webhook_id, event.event_id) not in have:
+                now = self.now()
+                self.s.deliveries.append(
+                    DeliveryRow(
+                        self.next_seq(), hook.webhook_id, event, event.model_dump_json(), now, now
+                    )
+                )
+
+    async def claim(
+        self, webhook_id: UUID, now: datetime, lease_until: datetime, token: UUID, limit: int
+    ) -> list[Delivery]:
+        pending = [
+            d for d in self.s.deliveries if d.webhook_id == webhook_id and d.state == "pending"
+        ]
+        heads = {}
+        for d in sorted(pending, key=DeliveryRow.order):
+            heads.setdefault(d.event.job_id, d)
+        due = [
+            d
+            for d in heads.values()
+            if d.next_try_at <= now and (d.lease_until is None or d.lease_until < now)
+        ]
+        taken = sorted(due, key=lambda d: (d.next_try_at, d.delivery_id))[:limit]
+        for d in taken:
+            d.lease_until, d.lease_token = lease_until, token
+        return [
+            Delivery(
+                d.delivery_id,
+                d.webhook_id,
+                d.event.event_id,
+                d.event.job_id,
+                d.event.type,
+                d.body,
+                d.failures,
+                d.queued_at,
+                token,
+            )
+            for d in sorted(taken, key=lambda d: d.delivery_id)
+        ]
+
+    async def settle(self, delivery: Delivery, attempt: Attempt) -> bool:
+        self.s.attempts.append(attempt)
+        row = next(d for d in self.s.deliveries if d.delivery_id == delivery.delivery_id)
+        if row.lease_token != delivery.token or row.state != "pending":
+            return False
+        row.lease_until = row.lease_token = None
+        if attempt.outcome != "delivered":
+            row.failures += 1
+        if attempt.outcome == "retrying":
+            assert attempt.next_try_at is not None
+            row.next_try_at = attempt.next_try_at
+        else:
+            row.state = attempt.outcome
+        return True
+
+    async def attempts(self, webhook_id: UUID, job_id: UUID | None, limit: int) -> list[Attempt]:
+        mine = [
+            a
+            for a in self.s.attempts
+            if a.webhook_id == webhook_id and (job_id is None or a.job_id == job_id)
+        ]
+        return list(reversed(mine))[:limit]
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        old = {
+            d.delivery_id
+            for d in self.s.deliveries
+            if d.state != "pending" and d.queued_at < before
+        }
+        old = set(sorted(old)[:limit])
+        self.s.deliveries = [d for d in self.s.deliveries if d.delivery_id not in old]
+        self.s.attempts = [a for a in self.s.attempts if a.delivery_id not in old]
+        return len(old)
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, state: State) -> None:
         self.store = store
@@ -388,3 +504,4 @@ class FakeUnitOfWork:
         self.leases = FakeLeases(self)
         self.workers = FakeWorkers(self)
         self.outbox = FakeOutbox(self)
+        self.webhooks = FakeWebhooks(self)

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -15,10 +16,11 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.types import UserDefinedType
 
 
@@ -244,4 +246,85 @@ schedule_firings = Table(
     Column("claimed_at", DateTime(timezone=True), nullable=False),
     Index("ix_schedule_firings_schedule", "schedule_id", "fire_time"),
     Index("ix_schedule_firings_fire_time", "fire_time"),
+)
+
+
+# -- webhooks (migration 0014): a delivery per webhook and event, queued in the transaction
+# that records the event; claimed by any replica's delivery worker with a lease ----------
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", UUID(as_uuid=True), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(Text), nullable=False),
+    Column("job_type", Text),
+    Column("secret", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "webhook_id",
+        UUID(as_uuid=True),
+        ForeignKey("webhooks.webhook_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    # the event's sort key (projection.sort_key): a job's deliveries go in this order
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("rank", SmallInteger, nullable=False),
+    Column("body", Text, nullable=False),  # the event's JSON, exactly as signed and sent
+    Column("state", Text, nullable=False, server_default="pending"),  # delivered, failed
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("queued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("next_try_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("lease_token", UUID(as_uuid=True)),
+    Column("decided_at", DateTime(timezone=True)),
+    UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
+    Index(
+        "ix_webhook_deliveries_due",
+        "webhook_id",
+        "next_try_at",
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index(
+        "ix_webhook_deliveries_job_order",
+        "webhook_id",
+        "job_id",
+        "occurred_at",
+        "rank",
+        "event_id",
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index("ix_webhook_deliveries_decided", "decided_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("attempt_id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        BigInteger,
+        ForeignKey("webhook_deliveries.delivery_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("webhook_id", UUID(as_uuid=True), nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", Text, nullable=False),  # delivered, retrying, failed
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("next_try_at", DateTime(timezone=True)),
+    Index("ix_webhook_attempts_webhook", "webhook_id", "attempt_id"),
+    Index("ix_webhook_attempts_job", "webhook_id", "job_id", "attempt_id"),
+    Index("ix_webhook_attempts_delivery", "delivery_id"),
 )

@@ -1,7 +1,8 @@
 """The status service's background tasks, safe with several replicas.
 
 On every replica: the outbox relay (rows claimed with SKIP LOCKED), the schedule firer
-(compare-and-set claims) and the lease sweep (leases taken with SKIP LOCKED). On the one
+(compare-and-set claims), the lease sweep (leases taken with SKIP LOCKED) and the webhook
+delivery worker (deliveries claimed with SKIP LOCKED and a lease). On the one
 replica holding the leadership lock (adapters/leader.py): the group sweep, retention and
 forgetting long-gone workers. Every task is idempotent; a round that fails is logged and
 the next round tries again.
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.status.adapters.leader import Leadership, every
 from services.status.adapters.outbox import Relay
 from services.status.adapters.postgres import due_at
+from services.status.adapters.webhook_client import HttpSender
+from services.status.entrypoints.webhook_delivery import DeliveryWorker
 from services.status.service_layer import groups, leases, retention
 from services.status.service_layer import schedules as firing
 from services.status.service_layer import workers as fleet
@@ -54,10 +57,12 @@ class Background:
     relay: Relay
     settings: StatusSettings
     leadership: Leadership = field(init=False)
+    sender: HttpSender = field(init=False)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.leadership = Leadership(self.engine)
+        self.sender = HttpSender(self.settings.allowed_webhook_hosts)
 
     def start(self) -> None:
         s = self.settings
@@ -78,6 +83,10 @@ class Background:
             asyncio.create_task(self.relay.run(), name="outbox relay"),
             asyncio.create_task(self._fire(), name="schedule firer"),
             asyncio.create_task(self._sweep_leases(), name="lease sweep"),
+            asyncio.create_task(
+                DeliveryWorker.from_settings(self.units, self.sender, s).run(),
+                name="webhook delivery",
+            ),
             asyncio.create_task(every(s.group_sweep_seconds, sweep_groups, lead, "group sweep")),
             asyncio.create_task(every(s.retention_interval_seconds, purge, lead, "retention")),
             asyncio.create_task(
@@ -88,6 +97,7 @@ class Background:
     async def stop(self) -> None:
         await cancel_and_wait(self.tasks)  # no publish after the broker stops
         await self.leadership.release()
+        await self.sender.close()
 
     async def _fire(self) -> None:
         while True:

@@ -22,7 +22,7 @@ from services.status.domain.projection import (
     sort_key,
 )
 from services.status.domain.views import TERMINAL
-from services.status.service_layer import groups
+from services.status.service_layer import groups, webhooks
 from services.status.service_layer.unit_of_work import StoredFold, UnitOfWork
 from shared.contracts.events import AnyEvent, JobRejected
 from shared.identity import Speaker
@@ -44,6 +44,7 @@ async def project(uow: UnitOfWork, arrivals: Sequence[Arrival]) -> list[Outcome]
     fresh = [e for e in allowed.values() if e.event_id in new_ids]
     if fresh:
         saved = await _refold(uow, old, fresh)
+        await webhooks.queue_projected(uow, fresh, saved)
         endings = [
             (s.fold.view.job_id, s.fold.view.status, s.fold.view.site)
             for s in saved

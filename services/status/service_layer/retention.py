@@ -25,6 +25,7 @@ STEPS: tuple[Step, ...] = (
     lambda uow, cutoff: uow.outbox.purge_sent(cutoff, BATCH),
     lambda uow, cutoff: uow.groups.purge_settled(cutoff, BATCH),
     lambda uow, cutoff: uow.schedules.purge_firings(cutoff, BATCH),
+    lambda uow, cutoff: uow.webhooks.purge(cutoff, BATCH),
 )
 
 

@@ -20,6 +20,7 @@ from services.status.domain.projection import Fold, FoldKey
 from services.status.domain.redrive import Candidate
 from services.status.domain.saga import Member
 from services.status.domain.schedules import Cadence
+from services.status.domain.webhooks import Webhook
 from shared.contracts.events import AnyEvent
 from shared.contracts.jobs import PlacedJob
 from shared.contracts.workers import AttemptLeased, WorkerHeartbeat
@@ -198,6 +199,72 @@ class Outbox(Protocol):
     async def purge_sent(self, before: datetime, limit: int) -> int: ...
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One event queued for one webhook, as a delivery worker claimed it (`token`: the
+    claim; a settlement counts only while the claim is the delivery's current one)."""
+
+    delivery_id: int
+    webhook_id: UUID
+    event_id: UUID
+    job_id: UUID
+    event_type: str
+    body: str
+    failures: int
+    queued_at: datetime
+    token: UUID
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a delivery, as the deliveries log shows it."""
+
+    delivery_id: int
+    webhook_id: UUID
+    event_id: UUID
+    job_id: UUID
+    event_type: str
+    attempted_at: datetime
+    outcome: str  # "delivered", "retrying" or "failed" (given up)
+    status_code: int | None
+    error: str | None
+    next_try_at: datetime | None
+
+
+class Webhooks(Protocol):
+    """Registered webhooks and their deliveries (one per webhook and event)."""
+
+    async def add(self, hook: Webhook) -> None: ...
+
+    async def all(self) -> list[Webhook]: ...
+
+    async def get(self, webhook_id: UUID) -> Webhook | None: ...
+
+    async def delete(self, webhook_id: UUID) -> bool:
+        """Remove it with its deliveries and their log; False if unknown."""
+
+    async def queue(self, pairs: Sequence[tuple[Webhook, AnyEvent]]) -> None:
+        """Queue each event for its webhook, due at once, at the store's clock (a pair
+        queued before stays as it is)."""
+
+    async def claim(
+        self, webhook_id: UUID, now: datetime, lease_until: datetime, token: UUID, limit: int
+    ) -> list[Delivery]:
+        """Up to `limit` of the webhook's due deliveries, each the oldest undecided one of
+        its job (by the events' order), not claimed by anyone whose lease still runs;
+        claimed with `token` until `lease_until` (replicas take different ones)."""
+
+    async def settle(self, delivery: Delivery, attempt: Attempt) -> bool:
+        """Log the attempt and, if `delivery`'s claim is still the current one, record its
+        outcome (retrying: due again at `attempt.next_try_at`); False if the claim was lost."""
+
+    async def attempts(self, webhook_id: UUID, job_id: UUID | None, limit: int) -> list[Attempt]:
+        """The deliveries log, newest first."""
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` decided deliveries (and their log) queued before `before`."""
+
+
 class UnitOfWork(Protocol):
     """One transaction on the status store; it commits when its context exits cleanly."""
 
@@ -208,6 +275,7 @@ class UnitOfWork(Protocol):
     leases: Leases
     workers: Workers
     outbox: Outbox
+    webhooks: Webhooks
 
 
 class UnitOfWorkFactory(Protocol):

@@ -14,6 +14,7 @@ from services.status.adapters.postgres.groups import PgGroups
 from services.status.adapters.postgres.jobs import PgJobs
 from services.status.adapters.postgres.outbox import PgOutbox
 from services.status.adapters.postgres.schedules import PgSchedules
+from services.status.adapters.postgres.webhooks import PgWebhooks
 from services.status.service_layer.unit_of_work import (
     UnitOfWork,
     UnitOfWorkFactory,
@@ -32,6 +33,7 @@ class PgUnitOfWork(UnitOfWork):
         self.leases = PgLeases(conn)
         self.workers = PgWorkers(conn)
         self.outbox = PgOutbox(conn)
+        self.webhooks = PgWebhooks(conn)
 
 
 def unit_of_work(

@@ -18,6 +18,7 @@ from services.status.adapters.db_errors import is_backend_error
 from services.status.entrypoints.http import bulk, dead_letters, events, jobs, system
 from services.status.entrypoints.http import groups as group_routes
 from services.status.entrypoints.http import schedules as schedule_routes
+from services.status.entrypoints.http import webhooks as webhook_routes
 from services.status.entrypoints.http import workers as worker_routes
 from services.status.entrypoints.http.auth import AuthGate
 from services.status.entrypoints.http.limits import BodyLimit
@@ -47,6 +48,7 @@ def build(settings: StatusSettings, lifespan: Lifespan) -> FastAPI:
     app.include_router(group_routes.router)
     app.include_router(schedule_routes.router)
     app.include_router(worker_routes.router)
+    app.include_router(webhook_routes.router)
     app.include_router(system.router)
     app.include_router(ui.router)
     _errors(app)

@@ -1,6 +1,6 @@
 // One job: where it runs and why, its progress, outcome, family, and event timeline —
 // kept live by the job's event stream while it is not finished.
-import { ApiError, get, post, query, stream } from "../api.js";
+import { ApiError, get, post, query, stream, token } from "../api.js";
 import {
   badge, definitions, groupLink, h, jobLink, keepFocus, orDash, pretty, replace, shortId, TERMINAL, when,
 } from "../dom.js";
@@ -115,7 +115,40 @@ function page(view, events, children, ctx, refresh) {
     h("section", { "aria-labelledby": "timeline-h" },
       h("h2", { id: "timeline-h" }, "Timeline"),
       timeline(events)),
+    deliveries(view.job_id, ctx.signal),
   ];
+}
+
+/** The job's webhook deliveries (each attempt), for a signed-in admin; nothing otherwise. */
+function deliveries(id, signal) {
+  const section = h("section", { "aria-labelledby": "webhooks-h", "data-testid": "webhook-deliveries", hidden: "" });
+  // fetched quietly: a 401 or 403 here (no admin token) is no reason to ask for a token
+  const quiet = async (path) => {
+    const auth = token() ? { Authorization: `Bearer ${token()}` } : {};
+    const response = await fetch(location.pathname.replace(/\/ui\/?$/, "") + path, { signal, cache: "no-store", headers: { Accept: "application/json", ...auth } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return response.json();
+  };
+  (async () => {
+    const hooks = (await quiet("/webhooks")).items;
+    const rows = [];
+    for (const hook of hooks) {
+      const log = await quiet(`/webhooks/${hook.webhook_id}/deliveries${query({ job_id: id })}`);
+      for (const a of log.items) rows.push([hook, a]);
+    }
+    if (!hooks.length) return;
+    replace(section, [
+      h("h2", { id: "webhooks-h" }, "Webhook deliveries"),
+      rows.length
+        ? h("ol", { class: "timeline" }, rows.map(([hook, a]) => h("li", {},
+          when(a.attempted_at), " ", h("strong", {}, a.event_type), " to ", h("span", { class: "mono" }, hook.url), ": ",
+          a.outcome, a.status_code !== null ? ` (${a.status_code})` : "", a.error ? ` — ${a.error}` : "",
+          a.next_try_at ? [", next try ", when(a.next_try_at)] : "")))
+        : h("p", { class: "empty" }, "No deliveries yet."),
+    ]);
+    section.hidden = false;
+  })().catch(() => {}); // no admin token, or the database away: the section stays hidden
+  return section;
 }
 
 function progress(view) {
