@@ -93,13 +93,17 @@ def check_cron(expr: str) -> str:
     """The expression if it is a valid 5-field cron expression that ever fires."""
     if len(expr.split()) != 5:
         raise BadCadence("a cron expression has 5 fields: minute hour day month weekday")
+    try:
+        times = CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise BadCadence(f"invalid cron expression: {exc}") from exc
     if not _CRON.match(expr):
         raise BadCadence(
             "a cron field is *, a number in its range, a range a-b with a <= b, a month or "
             "weekday name, or a comma-separated list of these, each with an optional /step"
         )
     try:
-        next(CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC)))
+        next(times)
     except CronSimError as exc:
         raise BadCadence(f"invalid cron expression: {exc}") from exc
     except StopIteration as exc:

@@ -7,8 +7,14 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from services.status.adapters import read_models
 from services.status.domain.schedules import (
@@ -41,10 +47,12 @@ class ScheduleRequest(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
     # the cadence fields are left out, never null: the document says so (no null in them)
-    cron: (
-        Annotated[str, Field(json_schema_extra={"pattern": CRON_PATTERN})] | SkipJsonSchema[None]
-    ) = None
-    every_seconds: Annotated[int, Field(ge=1, le=MAX_EVERY_SECONDS)] | SkipJsonSchema[None] = None
+    cron: Annotated[str | None, WithJsonSchema({"type": "string", "pattern": CRON_PATTERN})] = None
+    every_seconds: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_EVERY_SECONDS),
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_EVERY_SECONDS}),
+    ] = None
     timezone: Annotated[str, Field(json_schema_extra={"enum": sorted(TIME_ZONES)})] = "UTC"
     job: JobSpec
     enabled: bool = True

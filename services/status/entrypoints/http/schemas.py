@@ -13,10 +13,10 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 from services.status.domain.views import JobView
 from shared.contracts.jobs import JobSpec, Site
@@ -90,6 +90,7 @@ class DeadLetterPage(BaseModel):
     next_cursor: str | None
 
 
+TEXT_SCHEMA: dict[str, JsonValue] = {"type": "string", "maxLength": 200, "pattern": r"^[^\x00]*$"}
 SELECTORS = ("ids", "reason", "job_type")
 _SELECTED: list[JsonValue] = [{"required": [name]} for name in SELECTORS]
 
@@ -108,10 +109,14 @@ class RedriveRequest(BaseModel):
     )
 
     # left out, never null: the document says so
-    ids: Annotated[list[Text], Field(max_length=1000)] | SkipJsonSchema[None] = None
-    reason: Text | SkipJsonSchema[None] = None
-    job_type: Text | SkipJsonSchema[None] = None
-    all: Literal[True] | SkipJsonSchema[None] = None
+    ids: Annotated[
+        list[Text] | None,
+        Field(max_length=1000),
+        WithJsonSchema({"type": "array", "items": TEXT_SCHEMA, "maxItems": 1000}),
+    ] = None
+    reason: Annotated[Text | None, WithJsonSchema(TEXT_SCHEMA)] = None
+    job_type: Annotated[Text | None, WithJsonSchema(TEXT_SCHEMA)] = None
+    all: Annotated[Literal[True] | None, WithJsonSchema({"const": True})] = None
     limit: int = Field(default=100, ge=1, le=1000)
     site: Site | None = None
 
