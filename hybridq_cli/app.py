@@ -18,7 +18,7 @@ ApiOption = Annotated[str, typer.Option("--api", envvar="HYBRIDQ_API", help="sta
 TokenOption = Annotated[
     str | None, typer.Option("--token", envvar="HYBRIDQ_TOKEN", help="bearer token")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+JsonOption = Annotated[bool, typer.Option("--json", metavar="", help="machine-readable output")]
 DEFAULT_API = "http://127.0.0.1:8000"
 COLUMNS = ("job_id", "job_type", "status", "site", "rule", "attempts", "submitted_at")
 
@@ -46,9 +46,17 @@ def call(api: str, token: str | None, method: str, path: str, **kwargs: Any) -> 
             errors = body.get("errors") or []
         except ValueError:
             detail, errors = response.text, []
-        extra = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        fail(f"{response.status_code} {detail}{' (' + extra + ')' if extra else ''}")
+        fail(f"{response.status_code} {error_line(str(detail), errors)}")
     return response.json() if response.content else None  # 204: no body
+
+
+def error_line(detail: str, errors: list[dict[str, Any]]) -> str:
+    """The API's error body as one line, each message once: `detail` is often one
+    field's message already (`residency: ...` and `target_cloud: residency: ...`)."""
+    fields = [f"{e.get('field')}: {e.get('message')}" for e in errors]
+    if len(errors) == 1 and errors[0].get("message") == detail:
+        return fields[0]
+    return "; ".join(fields) if fields else detail
 
 
 def parse_value(raw: str) -> Any:

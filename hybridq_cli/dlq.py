@@ -40,12 +40,16 @@ def dlq_redrive(
     job_type: Annotated[str | None, typer.Option("--job-type")] = None,
     site: Annotated[str | None, typer.Option(help="re-place on this site")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    every: Annotated[
+        bool, typer.Option("--all", metavar="", help="every dead letter (up to --limit)")
+    ] = False,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-open dead-lettered jobs by id, or by filter."""
-    body = {
+    """Re-open dead-lettered jobs by id, by filter, or every one with --all."""
+    body: dict[str, object] = {"all": True} if every else {}
+    body |= {
         k: v
         for k, v in {
             "ids": ids or None,

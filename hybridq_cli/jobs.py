@@ -33,7 +33,9 @@ def submit(
     classification: Annotated[str | None, typer.Option(help="public|internal|confidential")] = None,
     delay: Annotated[float | None, typer.Option(help="seconds before it may start")] = None,
     max_attempts: Annotated[int | None, typer.Option()] = None,
-    watch_it: Annotated[bool, typer.Option("--watch", help="follow it until it ends")] = False,
+    watch_it: Annotated[
+        bool, typer.Option("--watch", metavar="", help="follow it until it ends")
+    ] = False,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,

@@ -48,7 +48,7 @@ def add(
     target: Annotated[str | None, typer.Option(help="public or private")] = None,
     classification: Annotated[str | None, typer.Option(help="public|internal|confidential")] = None,
     max_attempts: Annotated[int | None, typer.Option()] = None,
-    paused: Annotated[bool, typer.Option("--paused", help="create it paused")] = False,
+    paused: Annotated[bool, typer.Option("--paused", metavar="", help="create it paused")] = False,
     api: ApiOption = DEFAULT_API,
     token: TokenOption = None,
     as_json: JsonOption = False,

@@ -6,6 +6,8 @@ committed document drifts from the code.
 
 from __future__ import annotations
 
+from typing import Any
+
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
@@ -138,12 +140,27 @@ def build() -> AsyncAPI:
     )
 
 
+def _vhost_names(value: Any) -> Any:
+    """Each AMQP binding's `vhost` as RabbitMQ names it (`hybridq`): FastStream copies the
+    URL's path (`/hybridq`), and the slash is only the URL's separator."""
+    if isinstance(value, dict):
+        return {
+            key: item.lstrip("/")
+            if key == "vhost" and isinstance(item, str) and item != "/"
+            else _vhost_names(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_vhost_names(item) for item in value]
+    return value
+
+
 def document() -> str:
     """The document as YAML with sorted keys: FastStream's own order follows set iteration,
     which changes between runs."""
     import yaml  # a development dependency, like this generator
 
-    data = build().to_specification().to_jsonable()
+    data = _vhost_names(build().to_specification().to_jsonable())
     return str(yaml.safe_dump(data, sort_keys=True, width=100, allow_unicode=True))
 
 

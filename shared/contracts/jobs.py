@@ -38,7 +38,22 @@ class JobSpec(BaseModel):
     where a UUID, a datetime or an enum still arrives as a string, which model-wide strict
     mode would refuse."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # `_one_delay_field` in the schema: with `not_before`, `delay_seconds` is 0
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {
+                        "properties": {"not_before": {"type": "string"}},
+                        "required": ["not_before"],
+                    },
+                    "then": {"properties": {"delay_seconds": {"const": 0}}},
+                }
+            ]
+        },
+    )
 
     job_type: JobType
     params: dict[str, Any] = Field(default_factory=dict)

@@ -88,5 +88,21 @@ def place(job: JobSpec, rules: Rules, private_backlog: BacklogReading) -> Decisi
             f"{job.job_type!r}, so {other.value}",
             decision.private_backlog,
         )
-    where = decision.site.value if binding else "no site"
-    return Refusal(f"{where} has no handler for job type {job.job_type!r}", field="job_type")
+    return Refusal(_unrunnable(job, rules, decision.site if binding else None), "job_type")
+
+
+def _unrunnable(job: JobSpec, rules: Rules, bound: Site | None) -> str:
+    """Why no site runs the job: which sites the rules file lets run its type, and that
+    the site it is bound to (or every site) has no handler registered for it."""
+    allowed = sorted(s.value for s in rules.sites if rules.can_run(s, job.job_type))
+    where = f"the {bound.value} site" if bound else "any site"
+    cause = (
+        f"the rules file lets only {', '.join(allowed)} run it"
+        if allowed
+        else "the rules file lets no site run it"
+    )
+    return (
+        f"job type {job.job_type!r} cannot run on {where}: {cause}, and no handler is "
+        f"registered for it there (add it to [sites.<site>].job_types in ROUTING_RULES "
+        "and load its handler with HYBRIDQ_HANDLERS)"
+    )

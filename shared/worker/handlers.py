@@ -130,7 +130,8 @@ H = TypeVar("H", bound=Callable[[JobContext], Any])
 
 
 class HandlerError(Exception):
-    """A handler cannot be registered as written (raised when its module is imported)."""
+    """A handler cannot be registered as written (raised when its module is imported):
+    a plain function not importable by name, or a job type another handler has."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,13 @@ class Registry:
                 raise HandlerError(
                     f"{fn.__qualname__}: a plain-function handler must be defined at module "
                     "level (it runs in a pool process, which imports it by name)"
+                )
+            known = self.handlers.get(job_type)
+            if known is not None and known.reference != registration.reference:
+                raise HandlerError(
+                    f"job type {job_type!r} is registered twice: by "
+                    f"{'.'.join(known.reference)} and by {'.'.join(registration.reference)}; "
+                    "give one of them another job type"
                 )
             self.handlers[job_type] = registration
             return fn

@@ -11,9 +11,9 @@ from shared.worker.handlers import Registry, registry
 
 
 def load_handlers(modules: Sequence[str]) -> Registry:
-    """The module-level registry with the built-ins, then every module's handlers (a
-    module may replace a built-in). A module that fails to import stops the worker:
-    HandlerModuleError names it."""
+    """The module-level registry with the built-ins, then every module's handlers. A
+    module that fails to import, or registers a job type another handler has (a built-in
+    included), stops the worker: HandlerModuleError names the modules."""
     register_builtins(registry)
     for module in modules:
         try:

@@ -17,6 +17,21 @@ def test_committed_document_matches_the_code() -> None:
     assert DOC.read_text() == document(), "run: make generated"
 
 
+def _vhosts(value: object) -> list[object]:
+    if isinstance(value, dict):
+        own = [value["vhost"]] if "vhost" in value else []
+        return own + [v for item in value.values() for v in _vhosts(item)]
+    if isinstance(value, list):
+        return [v for item in value for v in _vhosts(item)]
+    return []
+
+
+def test_bindings_name_the_vhost_as_rabbitmq_does() -> None:
+    vhosts = _vhosts(yaml.safe_load(document()))
+    assert vhosts
+    assert set(vhosts) == {"hybridq"}
+
+
 def test_every_contract_channel_and_message_is_documented() -> None:
     spec = yaml.safe_load(DOC.read_text())
     channels = spec["channels"]

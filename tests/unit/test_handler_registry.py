@@ -27,6 +27,27 @@ def test_loaded_modules_register_on_the_module_registry_with_the_builtins() -> N
     assert registry.get("fan_out").on_loop  # type: ignore[union-attr]
 
 
+def test_a_job_type_registered_twice_stops_the_start_naming_both() -> None:
+    with pytest.raises(HandlerModuleError) as refused:
+        load_handlers(["tests.handler_modules.duplicate"])
+    message = str(refused.value)
+    assert "'noop' is registered twice" in message
+    assert "shared.worker.builtins.noop" in message
+    assert "tests.handler_modules.duplicate.my_noop" in message
+    assert load_handlers([]).get("noop").handler.__module__ == "shared.worker.builtins"  # type: ignore[union-attr]
+
+
+def test_registering_the_same_handler_again_is_no_duplicate() -> None:
+    registry = Registry()
+    for _ in range(2):
+        registry.handler("noop")(noop_handler)
+    assert registry.job_types() == {"noop"}
+
+
+async def noop_handler(ctx: JobContext) -> dict[str, Any]:
+    return {}
+
+
 def test_a_plain_handler_must_be_importable_by_name() -> None:
     registry = Registry()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.contracts.jobs import JobSpec
+from shared.contracts.jobs import JobSpec, Site
 from shared.placement.decision import Placement, Refusal, place
 from shared.placement.rules import BurstRules, Rules, SiteRules
 
@@ -76,3 +76,27 @@ def test_classifications_outside_the_burst_list_never_burst() -> None:
     decision = place(JobSpec(job_type="noop"), rules, lambda: 10_000)
     assert isinstance(decision, Placement)
     assert (decision.site.value, decision.rule) == ("private", "default")
+
+
+def test_an_unknown_job_type_is_refused_naming_the_rules_file_and_the_handlers() -> None:
+    refused = place(JobSpec(job_type="x"), RULES, lambda: 0)
+    assert isinstance(refused, Refusal)
+    assert refused.field == "job_type"
+    assert "no site has" not in refused.reason  # no double negative
+    assert refused.reason.startswith("job type 'x' cannot run on any site")
+    assert "the rules file lets no site run it" in refused.reason
+    assert "no handler is registered for it" in refused.reason
+    assert "ROUTING_RULES" in refused.reason
+
+
+def test_a_type_bound_to_a_site_that_lacks_it_names_the_sites_that_have_it() -> None:
+    rules = Rules(
+        sites={
+            Site.PUBLIC: SiteRules(job_types=frozenset()),
+            Site.PRIVATE: SiteRules(job_types=frozenset({"y"})),
+        }
+    )
+    refused = place(JobSpec(job_type="y", target_cloud=Site.PUBLIC), rules, lambda: 0)
+    assert isinstance(refused, Refusal)
+    assert "cannot run on the public site" in refused.reason
+    assert "the rules file lets only private run it" in refused.reason

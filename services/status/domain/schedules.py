@@ -16,10 +16,11 @@ A period (`every_seconds`) is a fixed grid of UTC instants, untouched by dayligh
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -38,8 +39,49 @@ class BadCadence(ValueError):
     """The cron expression, period or time zone is not one hybridq can run."""
 
 
+TIME_ZONES = frozenset(available_timezones())
+"""The IANA zones a schedule may name (the API's document lists them)."""
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+def _cron_field(low: int, high: int, names: tuple[str, ...] = (), first: int = 0) -> str:
+    """One field's grammar: `*`, a value, a range `a-b` with a <= b (names count as their
+    numbers), each with an optional `/step`, in a comma-separated list."""
+    tokens = [(str(n), n) for n in range(low, high + 1)]
+    for i, name in enumerate(names):
+        tokens += [(name, first + i), (name.lower(), first + i)]
+    value = "|".join(t for t, _ in tokens)
+    ranges = "|".join(f"(?:{a})-(?:{'|'.join(t for t, m in tokens if m >= n)})" for a, n in tokens)
+    part = rf"(?:\*|{ranges}|{value})(?:/[1-9][0-9]{{0,2}})?"
+    return f"{part}(?:,{part})*"
+
+
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        [
+            _cron_field(0, 59),
+            _cron_field(0, 23),
+            _cron_field(1, 31),
+            _cron_field(1, 12, _MONTHS, first=1),
+            _cron_field(0, 7, _DAYS),
+        ]
+    )
+    + "$"
+)
+"""What a schedule's `cron` may be: five fields (minute hour day month weekday) of
+numbers, `*`, ranges `a-b` (a <= b), lists and `/steps`; month and weekday names (`JAN`,
+`mon`) too. The API's document carries it as the field's pattern."""
+_CRON = re.compile(CRON_PATTERN)
+
+
 def zone(name: str) -> ZoneInfo:
     """The IANA zone `name`; BadCadence if there is no such zone."""
+    if name not in TIME_ZONES:
+        message = f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)"
+        raise BadCadence(message)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
@@ -52,7 +94,16 @@ def check_cron(expr: str) -> str:
     if len(expr.split()) != 5:
         raise BadCadence("a cron expression has 5 fields: minute hour day month weekday")
     try:
-        next(CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC)))
+        times = CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise BadCadence(f"invalid cron expression: {exc}") from exc
+    if not _CRON.match(expr):
+        raise BadCadence(
+            "a cron field is *, a number in its range, a range a-b with a <= b, a month or "
+            "weekday name, or a comma-separated list of these, each with an optional /step"
+        )
+    try:
+        next(times)
     except CronSimError as exc:
         raise BadCadence(f"invalid cron expression: {exc}") from exc
     except StopIteration as exc:

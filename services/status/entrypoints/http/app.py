@@ -15,12 +15,13 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.status.adapters.db_errors import is_backend_error
-from services.status.entrypoints.http import bulk, dead_letters, events, jobs, system
+from services.status.entrypoints.http import bulk, dead_letters, events, jobs, openapi, system
 from services.status.entrypoints.http import groups as group_routes
 from services.status.entrypoints.http import schedules as schedule_routes
 from services.status.entrypoints.http import webhooks as webhook_routes
 from services.status.entrypoints.http import workers as worker_routes
 from services.status.entrypoints.http.auth import AuthGate
+from services.status.entrypoints.http.errors import error_body
 from services.status.entrypoints.http.limits import BodyLimit
 from services.status.entrypoints.http.timing import Timing
 from services.status.entrypoints.ui import routes as ui
@@ -53,24 +54,37 @@ def build(settings: StatusSettings, lifespan: Lifespan) -> FastAPI:
     app.include_router(ui.router)
     _errors(app)
     _middleware(app, settings)
+    openapi.install(app, settings)
     return app
+
+
+LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """`("body", "jobs", 0, "job_type")` -> `jobs.0.job_type`; the body itself `(body)`."""
+    parts = loc[1:] if loc and loc[0] in LOCATIONS else loc
+    return ".".join(str(p) for p in parts) or "(body)"
+
+
+def _field_error(error: dict[str, Any]) -> tuple[str, str]:
+    if error["type"] == "json_invalid":
+        reason = error.get("ctx", {}).get("error", "")
+        position = error["loc"][1] if len(error["loc"]) > 1 else 0
+        return "(body)", f"the body is not valid JSON: {reason} at character {position}"
+    return _field(tuple(error["loc"])), error["msg"]
 
 
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "(body)",
-                "message": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+        errors = [_field_error(e) for e in exc.errors()]
+        detail = errors[0][1] if len(errors) == 1 else f"{len(errors)} fields are invalid"
+        return JSONResponse(error_body(detail, errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body: Any = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+        body = exc.detail if isinstance(exc.detail, dict) else error_body(str(exc.detail))
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -79,12 +93,12 @@ def _errors(app: FastAPI) -> None:
         is a bug, logged with its trace (the tests make sure no client input gets here)."""
         if is_backend_error(exc):
             return JSONResponse(
-                {"detail": "the database or broker did not answer; try again"},
+                error_body("the database or broker did not answer; try again"),
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return JSONResponse(error_body("internal error"), status_code=500)
 
 
 def _middleware(app: FastAPI, settings: StatusSettings) -> None:

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.status.entrypoints.http.errors import error_body
 from services.status.entrypoints.http.limits import ASGIApp, Receive, Scope, Send
 from shared.settings import StatusSettings
-
-bearer = HTTPBearer(auto_error=False)
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/ui", "/ui/"})
 """Answer without a token: probes, metrics, and the dashboard's HTML shell (no data in it;
@@ -61,7 +57,7 @@ class AuthGate:
         if is_public(scope["path"]) or self._valid(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": "missing or invalid bearer token"}).encode()
+        body = json.dumps(error_body("missing or invalid bearer token")).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -76,7 +72,14 @@ class AuthGate:
         return bool(given) and (_matches(given, self.api) or _matches(given, self.admin))
 
 
-async def require_reader(request: Request, credentials: Credentials) -> None:
+def _given(request: Request) -> str:
+    """The request's bearer token ("" without one). The header is read here rather than
+    declared as a parameter: the OpenAPI document declares the security scheme from the
+    settings (openapi.py), not from the routes."""
+    return bearer_token(request.headers.get("authorization", ""))
+
+
+async def require_reader(request: Request) -> None:
     """Either token (AuthGate already checks this; kept on routes as a second layer).
 
     `async`, like every dependency here: FastAPI runs a plain `def` in a worker thread,
@@ -84,19 +87,19 @@ async def require_reader(request: Request, credentials: Credentials) -> None:
     api, admin = tokens(request.app.state.settings)
     if api is None and admin is None:
         return
-    given = credentials.credentials if credentials else ""
+    given = _given(request)
     if not (_matches(given, api) or _matches(given, admin)):
         raise HTTPException(
             401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
 
 
-async def require_admin(request: Request, credentials: Credentials) -> None:
+async def require_admin(request: Request) -> None:
     """Cancel and redrive need ADMIN_TOKEN; with only API_TOKEN set, nobody may operate."""
     api, admin = tokens(request.app.state.settings)
     if api is None and admin is None:
         return
-    given = credentials.credentials if credentials else ""
+    given = _given(request)
     if _matches(given, admin):
         return
     if _matches(given, api):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from services.status.adapters import queries
 from services.status.entrypoints.http.auth import Admin, Reader
 from services.status.entrypoints.http.deps import Res, backend_trouble, unavailable
+from services.status.entrypoints.http.errors import problems
 from services.status.entrypoints.http.schemas import DeadLetterPage, Redriven, RedriveRequest
 from services.status.service_layer import operations
 from services.status.service_layer.unit_of_work import RedriveSelection
@@ -35,10 +36,15 @@ async def list_dead_letters(
 
 
 @router.post(
-    "/dead-letters/redrive", status_code=202, response_model=Redriven, dependencies=[Admin]
+    "/dead-letters/redrive",
+    status_code=202,
+    response_model=Redriven,
+    dependencies=[Admin],
+    responses=problems(422, _422="invalid, or no selection (`{}`): say ids, a filter or all"),
 )
 async def redrive(res: Res, body: RedriveRequest) -> Redriven:
-    """Re-open dead-lettered jobs; `site` re-places them (residency permitting; refused
+    """Re-open dead-lettered jobs: by `ids`, by filter (`reason`, `job_type`), or every one
+    (`all: true`), at most `limit` per request; `site` re-places them (residency permitting; refused
     letters are listed in `skipped`). Each dead letter is redriven at most once, even by
     concurrent requests: `redriven` counts the letters this request claimed."""
     selection = RedriveSelection(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.status.adapters.db_errors import is_backend_error
 from services.status.adapters.outbox import Relay
+from services.status.entrypoints.http.errors import error_body
 from services.status.entrypoints.http.streams import StreamSlots
 from services.status.service_layer.operations import PolicyRefusal
 from services.status.service_layer.unit_of_work import UnitOfWorkFactory
@@ -58,11 +59,7 @@ def policy_error(exc: PolicyRefusal, field_prefix: str = "") -> HTTPException:
     """422 with the refusal as a field error."""
     refusal = exc.refusal
     return HTTPException(
-        422,
-        {
-            "detail": refusal.reason,
-            "errors": [{"field": f"{field_prefix}{refusal.field}", "message": refusal.reason}],
-        },
+        422, error_body(refusal.reason, [(f"{field_prefix}{refusal.field}", refusal.reason)])
     )
 
 

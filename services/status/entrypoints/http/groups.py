@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from services.status.adapters.read_models import GroupView, group_view
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res, backend_trouble, policy_error, unavailable
+from services.status.entrypoints.http.errors import error_body, problems
 from services.status.entrypoints.http.schemas import SubmitJob, no_nul
 from services.status.service_layer import groups, operations
 from services.status.service_layer.unit_of_work import AlreadyGrouped
@@ -41,7 +42,13 @@ class GroupAccepted(BaseModel):
     job_ids: list[UUID]
 
 
-@router.post("/job-groups", status_code=202, response_model=GroupAccepted, dependencies=[Reader])
+@router.post(
+    "/job-groups",
+    status_code=202,
+    response_model=GroupAccepted,
+    dependencies=[Reader],
+    responses=problems(409, _409="a job_id is already a member of another group"),
+)
 async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
     """Every job runs; if one ends dead_lettered or cancelled, the compensation of every
     member that succeeded is submitted."""
@@ -57,7 +64,8 @@ async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
         compensation = item.compensation.model_dump() if item.compensation else None
         members.append((job, compensation))
     if len({job.job_id for job, _ in members}) != len(members):
-        raise HTTPException(422, "job_ids in a group must differ")
+        message = "job_ids in a group must differ"
+        raise HTTPException(422, error_body(message, [("jobs", message)]))
     try:  # the relay publishes the members once this commits (no dual write)
         async with res.units() as uow:
             await groups.create(uow, group_id, members)
@@ -68,7 +76,12 @@ async def submit_group(res: Res, body: GroupRequest) -> GroupAccepted:
     return GroupAccepted(group_id=group_id, job_ids=[job.job_id for job, _ in members])
 
 
-@router.get("/job-groups/{group_id}", response_model=GroupView, dependencies=[Reader])
+@router.get(
+    "/job-groups/{group_id}",
+    response_model=GroupView,
+    dependencies=[Reader],
+    responses=problems(404),
+)
 async def get_group(res: Res, group_id: UUID) -> GroupView:
     group = await group_view(res.reads, group_id)
     if group is None:

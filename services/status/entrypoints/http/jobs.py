@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from services.status.adapters import queries
 from services.status.domain.arrivals import Arrival
-from services.status.domain.views import STATUSES, JobView
+from services.status.domain.views import JobStatus, JobView
 from services.status.entrypoints.http.auth import Admin, Reader
 from services.status.entrypoints.http.deps import (
     BackendUnavailable,
@@ -20,6 +20,7 @@ from services.status.entrypoints.http.deps import (
     publish_within,
     unavailable,
 )
+from services.status.entrypoints.http.errors import problems
 from services.status.entrypoints.http.schemas import (
     Accepted,
     CancelRequest,
@@ -32,7 +33,7 @@ from services.status.entrypoints.http.schemas import (
 from services.status.entrypoints.http.streams import BoundedStream, follow
 from services.status.service_layer import operations
 from services.status.service_layer.projecting import project
-from shared.contracts.jobs import JobSubmitted
+from shared.contracts.jobs import JobSubmitted, JobType, Site
 
 router = APIRouter(tags=["jobs"])
 MAX_PAGE = 500
@@ -43,10 +44,13 @@ MAX_PAGE = 500
     status_code=202,
     response_model=Submitted,
     dependencies=[Reader],
-    responses={
-        413: {"description": "body over 256 KiB"},
-        503: {"description": "the broker did not confirm in time; retry with the same job_id"},
-    },
+    responses=problems(
+        413,
+        503,
+        _413="body over 1 MiB, or the job's message over 256 KiB",
+        _422="invalid, or refused by placement policy (residency, no site runs the type)",
+        _503="the broker did not confirm in time; retry with the same job_id",
+    ),
 )
 async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     """Submit a job (published to `jobs.intake`). 422 for invalid or policy-refused jobs."""
@@ -62,7 +66,9 @@ async def submit_job(res: Res, body: SubmitJob) -> Submitted:
     return Submitted(job_id=job.job_id)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView, dependencies=[Reader])
+@router.get(
+    "/jobs/{job_id}", response_model=JobView, dependencies=[Reader], responses=problems(404)
+)
 async def get_job(res: Res, job_id: UUID) -> JobView:
     job = await queries.get_job(res.reads, job_id)
     if job is None:
@@ -73,9 +79,9 @@ async def get_job(res: Res, job_id: UUID) -> JobView:
 @router.get("/jobs", response_model=JobPage, dependencies=[Reader])
 async def list_jobs(
     res: Res,
-    status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
-    site: Annotated[str | None, Query(pattern="^(public|private)$")] = None,
-    job_type: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
+    status: JobStatus | None = None,
+    site: Site | None = None,
+    job_type: Annotated[JobType | None, Query()] = None,
     parent_id: UUID | None = None,
     schedule_id: UUID | None = None,
     submitted_after: UtcDatetime | None = None,
@@ -84,8 +90,6 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
-    if status is not None and status not in STATUSES:
-        raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}")
     try:
         items, next_cursor = await queries.list_jobs(
             res.reads,
@@ -104,7 +108,12 @@ async def list_jobs(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/jobs/{job_id}/events", response_model=EventList, dependencies=[Reader])
+@router.get(
+    "/jobs/{job_id}/events",
+    response_model=EventList,
+    dependencies=[Reader],
+    responses=problems(404),
+)
 async def job_events(res: Res, job_id: UUID) -> dict[str, Any]:
     """Every event of the job, in the order they happened; 404 for a job never seen."""
     history = await queries.job_history(res.reads, job_id)
@@ -116,7 +125,14 @@ async def job_events(res: Res, job_id: UUID) -> dict[str, Any]:
 @router.get(
     "/jobs/{job_id}/stream",
     dependencies=[Reader],
-    responses={429: {"description": "too many open streams (MAX_STREAMS)"}},
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "lifecycle events as they happen, then `end`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problems(429, _429="too many open streams (MAX_STREAMS)"),
+    },
 )
 async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceResponse:
     """Server-sent events: each lifecycle event as it is projected, then `end` with the
@@ -134,7 +150,7 @@ async def stream_job(res: Res, job_id: UUID, request: Request) -> EventSourceRes
     status_code=202,
     response_model=Accepted,
     dependencies=[Admin],
-    responses={503: {"description": "the broker or database did not answer"}},
+    responses=problems(404, 409, _409="the job has already ended"),
 )
 async def cancel_job(
     res: Res, job_id: UUID, body: Annotated[CancelRequest | None, Body()] = None

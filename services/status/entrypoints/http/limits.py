@@ -1,19 +1,23 @@
-"""Request body limits, enforced on the bytes received however they are sent.
+"""Request body limits, enforced on the bytes received however they are sent, and the
+one kind of body the API reads: JSON.
 
 A Content-Length check alone lets a chunked body (no Content-Length) through, so this
 ASGI middleware counts what it receives and stops reading at the limit: the app sees a
 body only once it is whole and within bounds. It also refuses JSON nested deeper than
 MAX_JSON_DEPTH (a clean 422, where the parser would otherwise hit Python's recursion
-limit).
+limit). A body sent as anything but JSON (a form, plain text, no Content-Type) gets 415
+naming the header to send, before any route tries to read it.
 """
 
 from __future__ import annotations
 
+import email.message
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from services.status.entrypoints.http.errors import error_body
 from shared.contracts.jobs import MAX_MESSAGE_BYTES
 
 Scope = MutableMapping[str, Any]
@@ -63,7 +67,23 @@ async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 def _too_large(limit: int) -> dict[str, Any]:
-    return {"detail": f"request body over {limit} bytes ({limit // 1024} KiB)"}
+    return error_body(f"request body over {limit} bytes ({limit // 1024} KiB)")
+
+
+def is_json(content_type: str) -> bool:
+    """`application/json`, or any `application/*+json`, whatever its parameters."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _not_json(content_type: str) -> dict[str, Any]:
+    given = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    detail = f"the body must be JSON sent with Content-Type: application/json (got {given})"
+    return error_body(detail, [("(body)", detail)])
 
 
 class BodyLimit:
@@ -96,11 +116,13 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+        if body and not is_json(content_type):
+            await _answer(send, 415, _not_json(content_type))
+            return
         if json_depth(body) > MAX_JSON_DEPTH:
             error = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-            await _answer(
-                send, 422, {"detail": error, "errors": [{"field": "(body)", "message": error}]}
-            )
+            await _answer(send, 422, error_body(error, [("(body)", error)]))
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -7,11 +7,20 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from services.status.adapters import read_models
 from services.status.domain.schedules import (
+    CRON_PATTERN,
     MAX_EVERY_SECONDS,
+    TIME_ZONES,
     BadCadence,
     Cadence,
     check_cron,
@@ -19,6 +28,7 @@ from services.status.domain.schedules import (
 )
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res, policy_error
+from services.status.entrypoints.http.errors import error_body, problems
 from services.status.service_layer import operations
 from services.status.service_layer import schedules as use_cases
 from shared.contracts.jobs import MAX_MESSAGE_BYTES, JobSpec, JobSubmitted
@@ -27,26 +37,54 @@ router = APIRouter(tags=["schedules"])
 
 
 class ScheduleRequest(BaseModel):
-    """A cron expression (5 fields, in `timezone`) or a period; a job template."""
+    """Exactly one of a cron expression (5 fields, in `timezone`) and a period
+    (`every_seconds`); a job template."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["cron"]}, {"required": ["every_seconds"]}]},
+    )
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    cron: str | None = None
-    every_seconds: Annotated[int, Field(ge=1, le=MAX_EVERY_SECONDS)] | None = None
-    timezone: str = "UTC"
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+    # the cadence fields are left out, never null: the document says so (no null in them)
+    cron: Annotated[str | None, WithJsonSchema({"type": "string", "pattern": CRON_PATTERN})] = None
+    every_seconds: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_EVERY_SECONDS),
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_EVERY_SECONDS}),
+    ] = None
+    timezone: Annotated[str, Field(json_schema_extra={"enum": sorted(TIME_ZONES)})] = "UTC"
     job: JobSpec
     enabled: bool = True
+
+    @field_validator("cron", "every_seconds", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave the field out rather than send null")
+        return value
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> ScheduleRequest:
+        if (self.cron is None) == (self.every_seconds is None):
+            raise ValueError("give either cron or every_seconds, not both and not neither")
+        return self
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        return None if value is None else check_cron(value.strip())
+        try:
+            return None if value is None else check_cron(value)
+        except BadCadence as exc:
+            raise ValueError(str(exc)) from exc
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        zone(value)
+        try:
+            zone(value)
+        except BadCadence as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
 
@@ -66,7 +104,7 @@ class EnabledPatch(BaseModel):
 
 
 def _field_error(field: str, message: str) -> HTTPException:
-    return HTTPException(422, {"detail": message, "errors": [{"field": field, "message": message}]})
+    return HTTPException(422, error_body(message, [(field, message)]))
 
 
 def _check_job(res: Res, job: JobSpec) -> None:
@@ -83,8 +121,6 @@ def _check_job(res: Res, job: JobSpec) -> None:
 @router.post("/schedules", status_code=201, response_model=ScheduleCreated, dependencies=[Reader])
 async def create_schedule(res: Res, body: ScheduleRequest) -> ScheduleCreated:
     """Each fire time submits one job (job_id derived from the schedule and the fire time)."""
-    if (body.cron is None) == (body.every_seconds is None):
-        raise _field_error("cron", "give either cron or every_seconds, not both and not neither")
     _check_job(res, body.job)
     cadence = Cadence(cron=body.cron, every_seconds=body.every_seconds, timezone=body.timezone)
     try:
@@ -115,14 +151,20 @@ async def _one(res: Res, schedule_id: UUID) -> read_models.ScheduleView:
 
 
 @router.get(
-    "/schedules/{schedule_id}", response_model=read_models.ScheduleView, dependencies=[Reader]
+    "/schedules/{schedule_id}",
+    response_model=read_models.ScheduleView,
+    dependencies=[Reader],
+    responses=problems(404),
 )
 async def get_schedule(res: Res, schedule_id: UUID) -> read_models.ScheduleView:
     return await _one(res, schedule_id)
 
 
 @router.patch(
-    "/schedules/{schedule_id}", response_model=read_models.ScheduleView, dependencies=[Reader]
+    "/schedules/{schedule_id}",
+    response_model=read_models.ScheduleView,
+    dependencies=[Reader],
+    responses=problems(404),
 )
 async def patch_schedule(
     res: Res, schedule_id: UUID, body: EnabledPatch
@@ -135,7 +177,13 @@ async def patch_schedule(
     return await _one(res, schedule_id)
 
 
-@router.delete("/schedules/{schedule_id}", status_code=204, dependencies=[Reader])
+@router.delete(
+    "/schedules/{schedule_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[Reader],
+    responses=problems(404),
+)
 async def delete_schedule(res: Res, schedule_id: UUID) -> Response:
     async with res.units() as uow:
         found = await use_cases.delete(uow, schedule_id)

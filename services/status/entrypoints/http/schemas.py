@@ -6,7 +6,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from services.status.domain.views import JobView
 from shared.contracts.jobs import JobSpec, Site
@@ -80,14 +90,53 @@ class DeadLetterPage(BaseModel):
     next_cursor: str | None
 
 
-class RedriveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+TEXT_SCHEMA: dict[str, JsonValue] = {"type": "string", "maxLength": 200, "pattern": r"^[^\x00]*$"}
+SELECTORS = ("ids", "reason", "job_type")
+_SELECTED: list[JsonValue] = [{"required": [name]} for name in SELECTORS]
 
-    ids: list[Text] | None = Field(default=None, max_length=1000)
-    reason: Text | None = None
-    job_type: Text | None = None
+
+class RedriveRequest(BaseModel):
+    """Which dead letters: `ids`, or a filter (`reason`, `job_type`), or `all: true` for
+    every one; at most `limit` of them. An empty selection (`{}`, `{"limit": 5}`) is
+    refused, never taken as "everything"."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [*_SELECTED, {"required": ["all"]}],
+            "not": {"required": ["all"], "anyOf": _SELECTED},
+        },
+    )
+
+    # left out, never null: the document says so
+    ids: Annotated[
+        list[Text] | None,
+        Field(max_length=1000),
+        WithJsonSchema({"type": "array", "items": TEXT_SCHEMA, "maxItems": 1000}),
+    ] = None
+    reason: Annotated[Text | None, WithJsonSchema(TEXT_SCHEMA)] = None
+    job_type: Annotated[Text | None, WithJsonSchema(TEXT_SCHEMA)] = None
+    all: Annotated[Literal[True] | None, WithJsonSchema({"const": True})] = None
     limit: int = Field(default=100, ge=1, le=1000)
     site: Site | None = None
+
+    @field_validator(*SELECTORS, "all", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave the field out rather than send null")
+        return value
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> RedriveRequest:
+        chosen = [name for name in SELECTORS if getattr(self, name) is not None]
+        if self.all and chosen:
+            raise ValueError(f"give `all: true` or {', '.join(chosen)}, not both")
+        if not (self.all or chosen):
+            raise ValueError(
+                "say which dead letters: ids, reason or job_type, or all: true for every one"
+            )
+        return self
 
 
 class Redriven(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from services.status.adapters import queries
@@ -23,7 +24,16 @@ from shared.metrics import JOBS_BY_STATUS
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    database: bool
+    broker: bool
+
+
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -45,7 +55,11 @@ async def _broker_ok(res: Resources) -> bool:
         return False
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "the database or broker is away"}},
+)
 async def readyz(res: Res, response: Response) -> dict[str, Any]:
     database, broker = await asyncio.gather(_database_ok(res), _broker_ok(res))
     if not (database and broker):
@@ -71,7 +85,16 @@ async def stats(res: Res) -> dict[str, Any]:
     return body
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics() -> Response:
     """This process's metrics, or with the write side in a child process, both processes'
     (prometheus-client's multiprocess mode, write_side.py)."""
