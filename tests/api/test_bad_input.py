@@ -241,6 +241,8 @@ def test_schemathesis_finds_no_server_error(status: Stack, tmp_path: Path) -> No
         "15",
         "--exclude-path",
         "/jobs/{job_id}/stream",
+        "--exclude-path",
+        "/events/stream",
         "--request-timeout",
         "20",
         "--seed",

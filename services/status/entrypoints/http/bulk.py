@@ -15,11 +15,11 @@ from services.status.entrypoints.http.deps import (
     publish_all_within,
     unavailable,
 )
+from services.status.entrypoints.http.errors import problems
 from services.status.entrypoints.http.schemas import (
     BatchAnswer,
     BatchRejected,
     BatchSubmitted,
-    ErrorOut,
     FieldErrorOut,
     SubmitBatch,
     SubmitJob,
@@ -51,16 +51,15 @@ def _validated(raw: Any) -> JobSubmitted | operations.Refused:
     status_code=202,
     response_model=BatchAnswer,
     dependencies=[Reader],
-    responses={
-        401: {"model": ErrorOut, "description": "no valid token (API_TOKEN or ADMIN_TOKEN set)"},
-        413: {"model": ErrorOut, "description": "body over 8 MiB"},
-        422: {"model": ErrorOut, "description": "not a batch: no `jobs`, or 0 or over 1,000"},
-        503: {
-            "model": ErrorOut,
-            "description": "the broker did not confirm every accepted job in time; retry the "
-            "batch with the same job_ids (give each job its `job_id` to make a retry safe)",
-        },
-    },
+    responses=problems(
+        413,
+        422,
+        503,
+        _413="body over 8 MiB",
+        _422="not a batch: no `jobs`, or 0 or over 1,000",
+        _503="the broker did not confirm every accepted job in time; retry the batch with the "
+        "same job_ids (give each job its `job_id` to make a retry safe)",
+    ),
 )
 async def submit_batch(res: Res, body: SubmitBatch) -> BatchAnswer:
     """Submit 1 to 1,000 jobs. Each is accepted or refused on its own, exactly as

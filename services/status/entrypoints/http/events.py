@@ -11,7 +11,8 @@ from sse_starlette.sse import EventSourceResponse
 from services.status.adapters import queries
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res
-from services.status.entrypoints.http.schemas import ErrorOut, EventPage
+from services.status.entrypoints.http.errors import problems
+from services.status.entrypoints.http.schemas import EventPage
 from services.status.entrypoints.http.streams import BoundedStream, follow_feed
 from shared.contracts.events import EVENT_TYPES
 
@@ -31,11 +32,9 @@ JobTypeFilter = Annotated[
     Query(max_length=64, pattern=r"^[^\x00]*$", description="only events of jobs of this type"),
 ]
 Cursor = Annotated[str | None, Query(max_length=512, description="a `next_cursor` (or an `id:`)")]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "no valid token (API_TOKEN or ADMIN_TOKEN set)"},
-    422: {"model": ErrorOut, "description": "an invalid cursor, type or limit"},
-    503: {"model": ErrorOut, "description": "the database did not answer"},
-}
+ERRORS: dict[int | str, dict[str, Any]] = problems(
+    422, 503, _422="an invalid cursor, type or limit", _503="the database did not answer"
+)
 
 
 def _types(given: list[str] | None) -> list[str]:
@@ -89,7 +88,7 @@ async def list_events(
             "`data:` the event's JSON; a comment line every STREAM_HEARTBEAT_SECONDS",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        429: {"model": ErrorOut, "description": "too many open streams (MAX_STREAMS)"},
+        **problems(429, _429="too many open streams (MAX_STREAMS)"),
         **ERRORS,
     },
 )

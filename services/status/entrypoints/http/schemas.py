@@ -172,13 +172,6 @@ class FieldErrorOut(BaseModel):
     message: str
 
 
-class ErrorOut(BaseModel):
-    """Every error answer's body: a sentence, and the fields at fault where there are."""
-
-    detail: str
-    errors: list[FieldErrorOut] | None = None
-
-
 MAX_BATCH = 1000
 
 

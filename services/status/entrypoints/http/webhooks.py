@@ -4,7 +4,7 @@ only: a webhook sends every matching event, and its secret, to wherever its URL 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -14,12 +14,13 @@ from services.status.adapters import webhook_client
 from services.status.domain.webhooks import RefusedUrl, Webhook
 from services.status.entrypoints.http.auth import Admin
 from services.status.entrypoints.http.deps import Res
+from services.status.entrypoints.http.errors import problems
 from services.status.entrypoints.http.schemas import Text
 from services.status.service_layer import webhooks as use_cases
 
 router = APIRouter(tags=["webhooks"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such webhook"}}
+NOT_FOUND = problems(404, _404="no such webhook")
 
 
 class WebhookRequest(BaseModel):
