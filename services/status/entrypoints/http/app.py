@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.status.adapters.db_errors import is_backend_error
-from services.status.entrypoints.http import dead_letters, jobs, system
+from services.status.entrypoints.http import dead_letters, insights, jobs, system
 from services.status.entrypoints.http import groups as group_routes
 from services.status.entrypoints.http import schedules as schedule_routes
 from services.status.entrypoints.http import workers as worker_routes
@@ -46,6 +46,7 @@ def build(settings: StatusSettings, lifespan: Lifespan) -> FastAPI:
     app.include_router(schedule_routes.router)
     app.include_router(worker_routes.router)
     app.include_router(system.router)
+    app.include_router(insights.router)
     app.include_router(ui.router)
     _errors(app)
     _middleware(app, settings)
