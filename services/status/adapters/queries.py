@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Executable, Select, select, tuple_
+from sqlalchemy import ColumnElement, Executable, Select, select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -128,6 +128,12 @@ def id_range(prefix: str) -> tuple[UUID, UUID]:
     return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
 
 
+def prefix_filter(prefix: str) -> ColumnElement[bool]:
+    """Jobs whose id starts with `prefix` (BadPrefix for one no id can start with)."""
+    low, high = id_range(prefix)
+    return jobs.c.job_id.between(low, high)
+
+
 def _jobs_with_group() -> Select[Any]:
     """Job rows with the group and the schedule each belongs to (if any)."""
     return (
@@ -164,8 +170,7 @@ async def list_jobs(
     BadPrefix for one no id can start with)."""
     query = _jobs_with_group()
     if job_id_prefix is not None:
-        low, high = id_range(job_id_prefix)
-        query = query.where(jobs.c.job_id.between(low, high))
+        query = query.where(prefix_filter(job_id_prefix))
     if schedule_id is not None:
         query = query.where(schedule_firings.c.schedule_id == schedule_id)
     filters = (("status", status), ("site", site), ("job_type", job_type), ("parent_id", parent_id))
