@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Select, cast, extract, func, literal, select
+from sqlalchemy import Float, Select, case, cast, extract, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,7 +59,9 @@ def _finished_in(since: datetime, until: datetime) -> list[Any]:
 def _seconds(later: Any, earlier: Any) -> Any:
     """Seconds from `earlier` to `later`, never negative (the clocks of the router and of
     the workers may disagree by a little); NULL when either is unknown."""
-    return func.greatest(cast(extract("epoch", later - earlier), Float), 0.0)
+    # GREATEST skips NULLs: without the CASE a job never started would count as 0 s
+    seconds = func.greatest(cast(extract("epoch", later - earlier), Float), 0.0)
+    return case((later.is_(None) | earlier.is_(None), None), else_=seconds)
 
 
 def _quantiles(value: Any) -> Any:
