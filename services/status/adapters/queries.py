@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ColumnElement,
     Executable,
     Select,
     Text,
@@ -111,6 +112,42 @@ def decode_cursor(cursor: str) -> list[str]:
     return [str(p) for p in parts]
 
 
+class BadPrefix(ValueError):
+    """A job id prefix that no job id can start with."""
+
+
+UUID_DASHES = frozenset({8, 13, 18, 23})
+
+
+def id_range(prefix: str) -> tuple[UUID, UUID]:
+    """The lowest and highest job ids that start with `prefix`: hex digits of the id, with
+    or without its dashes (where the id has them), in either case. A range of the primary
+    key, so the search is an index range scan whatever the number of jobs."""
+    lowered = prefix.lower()
+    dashed = "-" in lowered
+    if len(lowered) > 36 or (not dashed and len(lowered) > 32):
+        raise BadPrefix("job_id_prefix is longer than a job id")
+    for i, char in enumerate(lowered):
+        dash = i in UUID_DASHES
+        if dashed and dash != (char == "-"):
+            raise BadPrefix(
+                f"job_id_prefix: character {i + 1} must be {'a dash' if dash else 'a hex digit'}"
+                " (a job id reads 8-4-4-4-12 hex digits)"
+            )
+        if char != "-" and char not in "0123456789abcdef":
+            raise BadPrefix("job_id_prefix must be hex digits (0-9, a-f) and dashes")
+    digits = lowered.replace("-", "")
+    if not digits:
+        raise BadPrefix("job_id_prefix needs at least one hex digit")
+    return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+
+
+def prefix_filter(prefix: str) -> ColumnElement[bool]:
+    """Jobs whose id starts with `prefix` (BadPrefix for one no id can start with)."""
+    low, high = id_range(prefix)
+    return jobs.c.job_id.between(low, high)
+
+
 def _jobs_with_group() -> Select[Any]:
     """Job rows with the group and the schedule each belongs to (if any)."""
     return (
@@ -141,8 +178,13 @@ async def list_jobs(
     submitted_after: datetime | None = None,
     submitted_before: datetime | None = None,
     schedule_id: UUID | None = None,
+    job_id_prefix: str | None = None,
 ) -> tuple[list[JobView], str | None]:
+    """Newest first. `job_id_prefix`: only jobs whose id starts with it (`id_range`;
+    BadPrefix for one no id can start with)."""
     query = _jobs_with_group()
+    if job_id_prefix is not None:
+        query = query.where(prefix_filter(job_id_prefix))
     if schedule_id is not None:
         query = query.where(schedule_firings.c.schedule_id == schedule_id)
     filters = (("status", status), ("site", site), ("job_type", job_type), ("parent_id", parent_id))

@@ -15,7 +15,15 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.status.adapters.db_errors import is_backend_error
-from services.status.entrypoints.http import bulk, dead_letters, events, jobs, openapi, system
+from services.status.entrypoints.http import (
+    bulk,
+    dead_letters,
+    events,
+    insights,
+    jobs,
+    openapi,
+    system,
+)
 from services.status.entrypoints.http import groups as group_routes
 from services.status.entrypoints.http import schedules as schedule_routes
 from services.status.entrypoints.http import webhooks as webhook_routes
@@ -51,6 +59,7 @@ def build(settings: StatusSettings, lifespan: Lifespan) -> FastAPI:
     app.include_router(worker_routes.router)
     app.include_router(webhook_routes.router)
     app.include_router(system.router)
+    app.include_router(insights.router)
     app.include_router(ui.router)
     _errors(app)
     _middleware(app, settings)

@@ -86,6 +86,15 @@ async def list_jobs(
     schedule_id: UUID | None = None,
     submitted_after: UtcDatetime | None = None,
     submitted_before: UtcDatetime | None = None,
+    job_id_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=36,
+            pattern="^[0-9a-fA-F-]+$",
+            description="jobs whose id starts with these hex digits (dashes optional)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
@@ -102,8 +111,9 @@ async def list_jobs(
             submitted_after=submitted_after,
             submitted_before=submitted_before,
             schedule_id=schedule_id,
+            job_id_prefix=job_id_prefix,
         )
-    except queries.BadCursor as exc:
+    except (queries.BadCursor, queries.BadPrefix) as exc:
         raise HTTPException(422, str(exc)) from exc
     return {"items": items, "next_cursor": next_cursor}
 

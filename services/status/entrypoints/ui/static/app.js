@@ -1,5 +1,5 @@
 // The dashboard's shell: hash routes, the token prompt, the live-update clock.
-import { ApiError, onUnauthorized } from "./api.js";
+import { ApiError, get, onUnauthorized, query } from "./api.js";
 import { h, replace } from "./dom.js";
 import { demote, hasToken, role, signIn, signOut } from "./session.js";
 import * as deadLetters from "./views/dead_letters.js";
@@ -164,6 +164,31 @@ function forbidden(error) {
   notice(`Not allowed with this token: ${error.message}`, "error");
   route({ focus: false });
 }
+
+const FULL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The header's search: a whole job id opens the job; the first digits of one open the
+ * only job they match, or the job list of every job they match.
+ */
+async function find(event) {
+  event.preventDefault();
+  const raw = document.getElementById("find-id").value.trim().toLowerCase();
+  if (!raw) return;
+  if (FULL_ID.test(raw)) {
+    navigate(`#/jobs/${raw}`);
+    return;
+  }
+  try {
+    const page = await get(`/jobs${query({ job_id_prefix: raw, limit: 2 })}`);
+    if (page.items.length === 1) navigate(`#/jobs/${page.items[0].job_id}`);
+    else navigate(`#/jobs${query({ job_id_prefix: raw })}`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 401) throw error;
+    notice(`Not a job id or the start of one: ${error.message}`, "error");
+  }
+}
+document.getElementById("find").addEventListener("submit", find);
 
 onUnauthorized(() => {
   const had = hasToken();

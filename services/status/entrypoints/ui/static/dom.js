@@ -38,14 +38,38 @@ function pad(n) {
   return String(n).padStart(2, "0");
 }
 
-/** Local time; the date too when not today. The full ISO time is in the title. */
+const ZONE = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+  .formatToParts(new Date()).find((part) => part.type === "timeZoneName")?.value || "local time";
+
+/** The time zone the page shows times in (the browser's). */
+export function zone() {
+  return ZONE;
+}
+
+/** Date, time and time zone, in the browser's zone; the exact UTC time is in the title. */
 export function when(iso) {
   if (!iso) return h("span", { class: "muted" }, "—");
   const date = new Date(iso);
-  const clock = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
-  const today = new Date().toDateString() === date.toDateString();
   const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
-  return h("time", { datetime: iso, title: iso }, today ? clock : `${day} ${clock}`);
+  const clock = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  return h("time", { datetime: iso, title: date.toISOString() }, `${day} ${clock} ${ZONE}`);
+}
+
+/** Seconds as people read them: 850 ms, 12.3 s, 4 min 05 s, 2 h 03 min. */
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "—";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  const s = Math.round(seconds);
+  if (s < 3600) return `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${pad(Math.floor((s % 3600) / 60))} min`;
+}
+
+/** Seconds from one ISO time to another (or to now); null when the first is unknown. */
+export function between(fromIso, toIso) {
+  if (!fromIso) return null;
+  const end = toIso ? Date.parse(toIso) : Date.now();
+  return Math.max(0, (end - Date.parse(fromIso)) / 1000);
 }
 
 export function shortId(id) {

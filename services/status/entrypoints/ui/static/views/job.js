@@ -2,7 +2,8 @@
 // kept live by the job's event stream while it is not finished.
 import { ApiError, get, post, query, stream, token } from "../api.js";
 import {
-  badge, definitions, groupLink, h, jobLink, keepFocus, orDash, pretty, replace, shortId, TERMINAL, when,
+  badge, between, definitions, duration, groupLink, h, jobLink, keepFocus, orDash, pretty, replace, shortId,
+  TERMINAL, when,
 } from "../dom.js";
 
 export async function render(main, ctx) {
@@ -99,6 +100,8 @@ function page(view, events, children, ctx, refresh) {
       definitions([
         ["Attempts", `${view.attempts}${view.max_attempts ? ` of ${view.max_attempts}` : ""}`],
         ["Submitted", when(view.submitted_at)],
+        ["Queue wait", h("span", { "data-testid": "queue-wait" }, waited(events))],
+        ["Run time", h("span", { "data-testid": "run-time" }, ran(events))],
         ["Started", when(view.started_at)],
         ["Finished", when(view.finished_at)],
         ["Updated", when(view.updated_at)],
@@ -149,6 +152,38 @@ function deliveries(id, signal) {
     section.hidden = false;
   })().catch(() => {}); // no admin token, or the database away: the section stays hidden
   return section;
+}
+
+const ENDINGS = new Set(["JobSucceeded", "JobDeadLettered", "JobCancelled", "JobRejected"]);
+
+/** The job's events' times: its submission, first start and last ending (null if none). */
+function moments(events) {
+  const first = (type) => events.find((e) => e.type === type)?.occurred_at || null;
+  const endings = events.filter((e) => ENDINGS.has(e.type));
+  const last = endings.length ? endings[endings.length - 1] : null;
+  // a redrive re-opens the job: an ending before the last redrive is not its end
+  const redriven = events.filter((e) => e.type === "JobRedriven").pop();
+  const ended = last && (!redriven || Date.parse(last.occurred_at) >= Date.parse(redriven.occurred_at))
+    ? last.occurred_at : null;
+  return { submitted: first("JobSubmitted"), started: first("JobStarted"), ended };
+}
+
+/** JobSubmitted to the first JobStarted (to now while no worker has it). */
+function waited(events) {
+  const { submitted, started, ended } = moments(events);
+  if (!submitted) return "—";
+  if (started) return duration(between(submitted, started));
+  return ended ? "never started" : `${duration(between(submitted))} so far`;
+}
+
+/** The first JobStarted to the job's end (to now while it runs), retries included. */
+function ran(events) {
+  const { started, ended } = moments(events);
+  if (!started) return "—";
+  const attempts = events.filter((e) => e.type === "JobStarted").length;
+  const text = duration(between(started, ended));
+  const tries = attempts > 1 ? ` over ${attempts} attempts` : "";
+  return ended ? `${text}${tries}` : `${text} so far${tries}`;
 }
 
 function progress(view) {

@@ -1,6 +1,8 @@
 // Jobs: filters, cursor pagination, a submit form, and the page kept live by polling.
 import { ApiError, get, post, query } from "../api.js";
-import { badge, h, jobLink, keepFocus, orDash, replace, SITES, STATUSES, when } from "../dom.js";
+import {
+  badge, between, duration, h, jobLink, keepFocus, orDash, replace, SITES, STATUSES, when, zone,
+} from "../dom.js";
 
 const PAGE = 25;
 const earlier = []; // cursors of the pages before this one, for "Previous page"
@@ -10,6 +12,7 @@ export async function render(main, ctx) {
     status: ctx.params.get("status") || "",
     site: ctx.params.get("site") || "",
     job_type: ctx.params.get("job_type") || "",
+    job_id_prefix: ctx.params.get("job_id_prefix") || "",
   };
   const cursor = ctx.params.get("cursor") || "";
   if (!cursor) earlier.length = 0;
@@ -18,6 +21,10 @@ export async function render(main, ctx) {
   const updated = h("p", { class: "muted" });
   main.append(
     h("h1", { tabindex: "-1" }, "Jobs"),
+    filters.job_id_prefix
+      ? h("p", { "data-testid": "prefix-note" }, "Jobs whose id starts with ",
+        h("span", { class: "mono" }, filters.job_id_prefix), ".")
+      : null,
     submitForm(ctx),
     filterForm(filters, ctx),
     updated,
@@ -52,6 +59,12 @@ function filterForm(filters, ctx) {
     h("div", { class: "field" },
       h("label", { for: "f-job_type" }, "Job type"),
       h("input", { id: "f-job_type", name: "job_type", value: filters.job_type, placeholder: "any" })),
+    h("div", { class: "field" },
+      h("label", { for: "f-job_id_prefix" }, "Id starts with"),
+      h("input", {
+        id: "f-job_id_prefix", name: "job_id_prefix", value: filters.job_id_prefix, placeholder: "any",
+        maxlength: 36, pattern: "[0-9a-fA-F\\-]+", spellcheck: "false",
+      })),
     h("button", { type: "submit" }, "Apply filters"),
     h("a", { href: "#/jobs", class: "reset" }, "Clear"));
   form.addEventListener("submit", (event) => {
@@ -66,8 +79,10 @@ function filterForm(filters, ctx) {
 function jobTable(items) {
   if (!items.length) return h("p", { class: "empty" }, "No jobs match.");
   return h("table", { "data-testid": "jobs" },
-    h("thead", {}, h("tr", {}, ["Job", "Type", "Status", "Site", "Rule", "Attempts", "Submitted", "Finished"]
-      .map((x) => h("th", { scope: "col" }, x)))),
+    h("caption", {}, `Times in ${zone()}. Queue wait: submitted to first started; `,
+      "run time: first started to the end (or to now while it runs)."),
+    h("thead", {}, h("tr", {}, ["Job", "Type", "Status", "Site", "Rule", "Attempts", "Submitted",
+      "Queue wait", "Run time", "Finished"].map((x) => h("th", { scope: "col" }, x)))),
     h("tbody", {}, items.map((job) => h("tr", { "data-job-id": job.job_id },
       h("td", {}, jobLink(job.job_id)),
       h("td", {}, orDash(job.job_type)),
@@ -76,7 +91,21 @@ function jobTable(items) {
       h("td", {}, orDash(job.rule)),
       h("td", {}, `${job.attempts}${job.max_attempts ? ` / ${job.max_attempts}` : ""}`),
       h("td", {}, when(job.submitted_at)),
+      h("td", { class: "num", "data-testid": "queue-wait" }, duration(queueWait(job))),
+      h("td", { class: "num", "data-testid": "run-time" }, duration(runTime(job))),
       h("td", {}, when(job.finished_at))))));
+}
+
+/** Submitted to the first start; to now while it waits (null once it ended unstarted). */
+export function queueWait(job) {
+  if (!job.submitted_at) return null;
+  if (job.started_at) return between(job.submitted_at, job.started_at);
+  return job.finished_at ? null : between(job.submitted_at);
+}
+
+/** The first start to the end, or to now while it runs. */
+export function runTime(job) {
+  return job.started_at ? between(job.started_at, job.finished_at) : null;
 }
 
 function pagerLinks(filters, cursor, next, ctx) {
