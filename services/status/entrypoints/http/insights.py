@@ -76,9 +76,9 @@ def _range(since: datetime | None, until: datetime | None) -> tuple[datetime, da
     until = until or datetime.now(UTC)
     since = since or until - DEFAULT_RANGE
     if since >= until:
-        raise RangeError("query.since", "since must be before until")
+        raise RangeError("since", "since must be before until")
     if until - since > MAX_RANGE:
-        raise RangeError("query.since", f"the range may be at most {MAX_RANGE.days} days")
+        raise RangeError("since", f"the range may be at most {MAX_RANGE.days} days")
     return since, until
 
 
@@ -117,7 +117,7 @@ def _bucket_width(start: datetime, end: datetime, chosen: int | None) -> int:
         return next((b for b in NICE_BUCKETS if span / b <= 60), NICE_BUCKETS[-1])
     if span / chosen > MAX_BUCKETS:
         raise RangeError(
-            "query.bucket_seconds", f"at most {MAX_BUCKETS} buckets: choose a wider bucket_seconds"
+            "bucket_seconds", f"at most {MAX_BUCKETS} buckets: choose a wider bucket_seconds"
         )
     return chosen
 
