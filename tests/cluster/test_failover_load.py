@@ -1,6 +1,6 @@
 """A 3-node cluster loses a node (`kill -9`) under load, immediate and delayed jobs in
 flight: broker trouble spends no job's delivery budget (issue 25). Every job succeeds, none
-is dead-lettered, none runs twice.
+is dead-lettered; only an attempt whose ack was lost with the node runs again.
 
 The load: 600 `noop` jobs, one in twelve delayed 4 s, published through the second node at
 about 100 jobs/s; every service starts on the first node, which is killed two seconds in.
@@ -20,6 +20,7 @@ import pytest
 
 from devtools import nodes
 from devtools.stack import Stack
+from shared.settings import WorkerSettings
 from tests.cluster.management import broker_state, connected_nodes
 from tests.e2e.client import TERMINAL, events, job
 
@@ -158,7 +159,10 @@ async def test_a_node_killed_under_load_costs_no_job(
             state = broker_state(survivor.management, vhost)
             raise AssertionError(f"{summary}; the broker holds {state}")
         assert not dead, summary
-        assert ran_twice == 0, summary
+        # an attempt whose worker's channel was lost with the node before its ack comes back
+        # redelivered and counts as interrupted (its next attempt runs): at most what the
+        # two workers held unacked (their concurrency) when the node went
+        assert ran_twice <= 2 * WorkerSettings().concurrency, summary
     finally:
         publishing.cancel()
         await asyncio.to_thread(nodes.restart, victim)
