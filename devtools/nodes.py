@@ -7,6 +7,8 @@ so nodes can be joined with `rabbitmqctl join_cluster`.
 
     python -m devtools.nodes cluster-start [--nodes 3] [--base var/cluster]
     python -m devtools.nodes cluster-stop  [--base var/cluster]
+    python -m devtools.nodes kill    NAME  [--base var/cluster]   # kill -9 of its VM
+    python -m devtools.nodes restart NAME  [--base var/cluster]   # back, data kept
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -91,6 +94,12 @@ def _write_files(n: Node, plugins: Sequence[str], config: str = "") -> dict[str,
     )
     (base / "enabled_plugins").write_text(f"[{','.join(plugins)}].\n")
     subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(base)], check=True)
+    return _environment(n)
+
+
+def _environment(n: Node) -> dict[str, str]:
+    """The `rabbitmq-server` environment of a node whose files `_write_files` made."""
+    base = Path(n.base)
     return {
         "RABBITMQ_NODENAME": n.nodename,
         "RABBITMQ_NODE_PORT": str(n.port),
@@ -148,6 +157,48 @@ def stop(n: Node) -> None:
     shutil.rmtree(n.base, ignore_errors=True)
 
 
+def kill(n: Node) -> int:
+    """`kill -9` the node's Erlang VM (no goodbye to the cluster: a lost machine); its data
+    folder stays, for `restart`. Returns the killed process id."""
+    pid_file = Path(n.base) / "pid"
+    text = pid_file.read_text().strip() if pid_file.exists() else ""
+    pid = (
+        int(text) if text.isdigit() else int(n.ctl("eval", "list_to_integer(os:getpid()).").strip())
+    )
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n.nodename} (pid {pid}) still runs after SIGKILL")
+        time.sleep(0.1)
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def restart(n: Node, timeout: float = 180) -> None:
+    """Start a node that was killed or stopped again, on its own data (it rejoins its
+    cluster), and wait until it and its management API answer."""
+    if _pings(n):
+        return
+    env = {**os.environ, **_environment(n)}
+    subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, capture_output=True)
+    deadline = time.monotonic() + timeout
+    while not _pings(n):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n.nodename} did not restart in {timeout}s (logs in {n.base}/log)")
+        time.sleep(1)
+    n.ctl("await_startup", timeout=timeout)
+    wait_management(n, timeout)
+
+
 def join(n: Node, seed: Node) -> None:
     n.ctl("stop_app")
     n.ctl("join_cluster", seed.nodename)
@@ -187,7 +238,8 @@ def stop_cluster(base: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.nodes")
-    parser.add_argument("action", choices=["cluster-start", "cluster-stop"])
+    parser.add_argument("action", choices=["cluster-start", "cluster-stop", "kill", "restart"])
+    parser.add_argument("name", nargs="?", help="kill/restart: a node's name (or nodename)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--base", type=Path, default=Path("var/cluster"))
     args = parser.parse_args(argv)
@@ -195,9 +247,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         stop_cluster(args.base)
         nodes = start_cluster(args.base.resolve(), args.nodes)
         print("cluster up:", ", ".join(f"{n.nodename} (amqp {n.port})" for n in nodes))
-    else:
+    elif args.action == "cluster-stop":
         stop_cluster(args.base.resolve())
         print("cluster stopped")
+    else:
+        known = {n.name: n for n in load(args.base.resolve())}
+        known |= {n.nodename: n for n in known.values()}
+        if args.name not in known:
+            parser.error(f"{args.action}: name one of {', '.join(sorted(known)) or '(no cluster)'}")
+        target = known[args.name]
+        if args.action == "kill":
+            print(f"{target.nodename} killed (pid {kill(target)})")
+        else:
+            restart(target)
+            print(f"{target.nodename} back")
 
 
 if __name__ == "__main__":

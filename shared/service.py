@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiormq.abc
 from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
@@ -16,6 +17,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 
 from shared import messaging
 from shared.errors import PermanentError, TLSRefused
+from shared.holding import DeliveryLost, through_trouble
 
 log = logging.getLogger("hybridq.service")
 
@@ -25,20 +27,40 @@ EXIT_TLS_REFUSED = 4
 RawHandler = Callable[[bytes, str], Awaitable[str]]
 
 
+def delivery_alive(msg: RabbitMessage) -> bool:
+    """Whether the channel the delivery came on is still open: only then can it be acked.
+    aio-pika's `IncomingMessage.channel` raises once that channel is closed; FastStream's
+    in-memory test broker gives its deliveries a mock instead of a channel (alive)."""
+    raw = msg.raw_message
+    channel = getattr(raw, "_IncomingMessage__channel", None)  # read without raising
+    if not isinstance(channel, aiormq.abc.AbstractChannel):
+        return True
+    return not channel.is_closed
+
+
 async def settle(msg: RabbitMessage, queue: str, handle: RawHandler) -> None:
-    """Run `handle` on a delivery and settle it explicitly.
+    """Run `handle` on a delivery and settle it explicitly. While the broker is in trouble
+    the delivery is held and `handle` tried again in-process (shared/holding.py): a
+    failover spends none of its delivery budget. Handlers are idempotent on a second try,
+    as on a redelivery (de-duplication by job_id, deterministic event ids).
 
     Success (the handler has already published whatever follows): ack.
     A permanent error the handler did not deal with: reject, so the queue's
     dead-letter arguments route it to `jobs.dead-letter`.
-    Anything else (broker hiccup while publishing): nack with requeue, to try again;
-    the queue's delivery limit keeps a message that always fails from looping.
+    The delivery's channel lost while it was held: nothing (the broker redelivers it).
+    Anything else (a failure that is neither the broker's nor the message's: a bug, an
+    unroutable publish): nack with requeue, to try again; the queue's delivery limit keeps
+    a message that always fails from looping.
     """
     try:
-        await handle(msg.body, queue)
+        await through_trouble(
+            lambda: handle(msg.body, queue), lambda: delivery_alive(msg), f"delivery from {queue}"
+        )
     except PermanentError:
         log.exception("permanent failure; rejecting to dead-letter", extra={"queue": queue})
         await msg.reject(requeue=False)
+    except DeliveryLost:
+        log.info("delivery lost with its channel; the broker redelivers it", extra={"queue": queue})
     except Exception:
         log.exception("transient failure; requeueing", extra={"queue": queue})
         await msg.nack(requeue=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
 from shared.bus import Bus, confirmed_together
 from shared.contracts.jobs import PlacedJob
 from shared.dead_letters import dead_lettered_event
+from shared.holding import through_trouble
 from shared.retries import RetryPolicy, plan_failure
 
 log = logging.getLogger("hybridq.worker")
@@ -26,12 +28,24 @@ async def fail_attempt(
     policy: RetryPolicy,
     rng: random.Random,
     event_id: UUID | None = None,
+    alive: Callable[[], bool] | None = None,
 ) -> str:
-    """Publish what the failure leads to (shared/retries.py), all confirmed together."""
+    """Publish what the failure leads to (shared/retries.py), all confirmed together.
+    `alive`: the delivery of the attempt can still be settled; while it can, the same
+    messages (same ids) are published again through broker trouble (shared/holding.py)."""
     failure = plan_failure(
         job, error, permanent=permanent, now=now, policy=policy, rng=rng, event_id=event_id
     )
-    await confirmed_together(bus.emit(*failure.events), *(bus.send(m) for m in failure.messages))
+
+    async def publish() -> None:
+        await confirmed_together(
+            bus.emit(*failure.events), *(bus.send(m) for m in failure.messages)
+        )
+
+    if alive is None:
+        await publish()
+    else:
+        await through_trouble(publish, alive, f"failure of job {job.job_id}")
     log.info(
         "failed; retry scheduled" if failure.outcome == "retrying" else "failed; dead-lettered",
         extra={"job_id": str(job.job_id), "attempt": job.attempt, "error": error},

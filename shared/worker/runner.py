@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from shared.contracts.parsing import readable_attempt, readable_job_id
 from shared.contracts.workers import RunningAttempt
 from shared.dead_letters import DeadLetterReason
 from shared.errors import HandlerProcessDied, HandlerRaised, JobTimeout, PermanentError
+from shared.holding import through_trouble
 from shared.metrics import WORKER_ATTEMPTS, WORKER_DURATION
 from shared.retries import RetryPolicy
 from shared.worker.executors import Executor
@@ -90,7 +91,11 @@ class Runner:
         *,
         redelivered: bool = False,
         settle_early: SettleEarly | None = None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> str:
+        """`alive`: the delivery can still be settled. Once an attempt has run, its outcome
+        is published again through broker trouble while it can (shared/holding.py), so the
+        attempt is never run a second time for a publish that failed."""
         try:
             job = PlacedJob.model_validate_json(body)
         except ValidationError as exc:
@@ -120,11 +125,16 @@ class Runner:
             return "delayed"
         if redelivered:
             return await self._failed(
-                job, "attempt interrupted: the worker holding it was lost", permanent=False
+                job,
+                "attempt interrupted: the worker holding it was lost",
+                permanent=False,
+                alive=alive,
             )
-        return await self._in_a_slot(job, settle_early)
+        return await self._in_a_slot(job, settle_early, alive)
 
-    async def _in_a_slot(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
+    async def _in_a_slot(
+        self, job: PlacedJob, settle_early: SettleEarly | None, alive: Callable[[], bool]
+    ) -> str:
         """At most `concurrency` attempts at once, leased ones included. A leased attempt
         no longer holds a delivery, so the broker may deliver more than there are slots:
         such a job waits briefly, then is parked (same attempt) through a delay tier
@@ -139,25 +149,35 @@ class Runner:
             log.info("every slot is busy: parked", extra={"job_id": str(job.job_id)})
             return "parked"
         try:
-            return await self._attempt(job, settle_early)
+            return await self._attempt(job, settle_early, alive)
         finally:
             self._slots.release()
 
     # -- one attempt ----------------------------------------------------------------
-    async def _attempt(self, job: PlacedJob, settle_early: SettleEarly | None) -> str:
+    async def _attempt(
+        self, job: PlacedJob, settle_early: SettleEarly | None, alive: Callable[[], bool]
+    ) -> str:
         started = time.monotonic()
         # in the next event batch; the attempt does not wait for its confirm, the delivery's
         # ack does (below, with the outcome's: contract §3.2)
-        announced = self.bus.emit(
-            JobStarted(
-                job_id=job.job_id, site=self.site, attempt=job.attempt, worker=self.worker_name
-            )
+        start = JobStarted(
+            job_id=job.job_id, site=self.site, attempt=job.attempt, worker=self.worker_name
         )
+        announced = [self.bus.emit(start)]
+
+        async def announce() -> None:
+            try:
+                await announced[-1]
+            except Exception:
+                announced.append(self.bus.emit(start))  # the same event, for the next try
+                raise
+
         timeout = job.timeout_seconds or self.executor.default_timeout(job.job_type)
         if settle_early is not None and self.leases.needed(timeout):
-            await announced  # a leased attempt is acked before it runs: started is known
+            await announce()  # a leased attempt is acked before it runs: started is known
             await self.leases.take(job)
             await settle_early()  # the broker no longer holds it: no consumer timeout
+            alive = _settled  # the lease holds it now: its outcome is held whatever the channel
         link = LoopLink(self.bus, job)
         ctx = JobContext(
             job.job_id,
@@ -180,8 +200,9 @@ class Runner:
             self.attempts.pop(job.job_id, None)
             self.cancellations.unwatch(job.job_id)
         try:
-            outcome = await self._settle(job, task, time.monotonic() - started)
-            await announced
+            duration = time.monotonic() - started
+            outcome = await self._settle(job, task, duration, alive)
+            await through_trouble(announce, alive, f"start of job {job.job_id}")
         finally:
             await self.leases.release(job)
         WORKER_ATTEMPTS.labels(self.site.value, job.job_type, outcome).inc()
@@ -200,7 +221,11 @@ class Runner:
             raise JobTimeout(f"timeout: the attempt ran longer than {timeout:g}s") from exc
 
     async def _settle(
-        self, job: PlacedJob, task: asyncio.Task[dict[str, Any]], duration: float
+        self,
+        job: PlacedJob,
+        task: asyncio.Task[dict[str, Any]],
+        duration: float,
+        alive: Callable[[], bool],
     ) -> str:
         if task.cancelled():
             if job.job_id in self._handing_back:
@@ -212,26 +237,37 @@ class Runner:
             return "cancelled"
         exc = task.exception()
         if exc is None:
-            await self.bus.event(
-                JobSucceeded(
-                    job_id=job.job_id,
-                    site=self.site,
-                    attempt=job.attempt,
-                    result=task.result(),
-                    duration_seconds=round(duration, 6),
-                )
+            succeeded = JobSucceeded(
+                event_id=uuid5(NAMESPACE_URL, f"hybridq:{job.job_id}:{job.attempt}:succeeded"),
+                job_id=job.job_id,
+                site=self.site,
+                attempt=job.attempt,
+                result=task.result(),
+                duration_seconds=round(duration, 6),
+            )
+            await through_trouble(
+                lambda: self.bus.event(succeeded), alive, f"success of job {job.job_id}"
             )
             log.info("succeeded", extra={"job_id": str(job.job_id), "attempt": job.attempt})
             return "succeeded"
         permanent = isinstance(exc, PermanentError)
         described = isinstance(exc, JobTimeout | HandlerRaised | HandlerProcessDied)
         error = str(exc) if described else f"{type(exc).__name__}: {exc}"
-        return await self._failed(job, error, permanent=permanent)
+        return await self._failed(job, error, permanent=permanent, alive=alive)
 
-    async def _failed(self, job: PlacedJob, error: str, *, permanent: bool) -> str:
+    async def _failed(
+        self, job: PlacedJob, error: str, *, permanent: bool, alive: Callable[[], bool]
+    ) -> str:
         policy = RetryPolicy(self.retry_base, self.retry_max)
         return await fail_attempt(
-            self.bus, job, error, permanent=permanent, now=self.clock(), policy=policy, rng=self.rng
+            self.bus,
+            job,
+            error,
+            permanent=permanent,
+            now=self.clock(),
+            policy=policy,
+            rng=self.rng,
+            alive=alive,
         )
 
     # -- refusals and dead letters -------------------------------------------------
@@ -254,6 +290,11 @@ class Runner:
             task.cancel()
         if left:
             await asyncio.wait([task for _, task in left], timeout=3)
+
+
+def _settled() -> bool:
+    """A leased attempt's delivery is acked: nothing is lost with its channel."""
+    return True
 
 
 def _json_of(body: bytes) -> Any:

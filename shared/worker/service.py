@@ -20,7 +20,7 @@ from shared.contracts.jobs import Site
 from shared.health import broker_check
 from shared.identity import WorkerUsers
 from shared.metrics import serve_metrics
-from shared.service import settle, stop_deliveries, the_delivery
+from shared.service import delivery_alive, settle, stop_deliveries, the_delivery
 from shared.settings import WorkerSettings
 from shared.worker.executors import Executor, LocalExecutor
 from shared.worker.handlers import Registry
@@ -97,7 +97,13 @@ def build(
         async def run(body: bytes, source: str) -> str:
             # settle_early: a long attempt acks once it holds a lease (then `settle`'s own
             # ack or nack is a no-op: FastStream settles a message once)
-            return await runner.handle(body, source, redelivered=redelivered, settle_early=msg.ack)
+            return await runner.handle(
+                body,
+                source,
+                redelivered=redelivered,
+                settle_early=msg.ack,
+                alive=lambda: delivery_alive(msg),
+            )
 
         await settle(msg, queue.name, run)
 

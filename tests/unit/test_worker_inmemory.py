@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -172,11 +173,7 @@ async def test_unreadable_placed_jobs_are_dead_lettered(body: bytes) -> None:
     assert (dead, headers["x-hybridq-reason"]) == (body, "schema")
 
 
-async def test_a_broker_error_hands_the_delivery_back_instead_of_acking(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The broker refusing a publish is not the message's fault: the delivery is handed
-    back (nack, requeue) for another try, never acked (lost) nor dead-lettered."""
+def _record_settling(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     settled: list[str] = []
 
     async def nack(self: Delivery, **kwargs: Any) -> None:
@@ -188,17 +185,69 @@ async def test_a_broker_error_hands_the_delivery_back_instead_of_acking(
     async def reject(self: Delivery, **kwargs: Any) -> None:
         settled.append("reject")
 
-    async def broker_away(self: Bus, event: object) -> None:
-        raise ConnectionResetError("broker connection lost")
-
-    async def dead_letter(self: Bus, body: bytes, **kwargs: Any) -> None:
-        settled.append("dead-lettered")
-
     for name, fake in (("nack", nack), ("ack", ack), ("reject", reject)):
         monkeypatch.setattr(Delivery, name, fake)
-    monkeypatch.setattr(Bus, "event", broker_away)
-    monkeypatch.setattr(Bus, "dead_letter", dead_letter)
+    return settled
+
+
+async def test_a_broker_error_holds_the_delivery_and_runs_the_attempt_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker refusing an outcome's publish is not the message's fault: the delivery is
+    held and the same outcome published again until it goes through, then acked; never
+    handed back (a quorum queue would count it against the delivery limit), never
+    dead-lettered, and the attempt is not run a second time."""
+    settled = _record_settling(monkeypatch)
+    monkeypatch.setattr("shared.holding.FIRST_WAIT_SECONDS", 0.01)
+    tries: list[str] = []
+
+    async def broker_away_twice(self: Bus, event: Any) -> None:
+        tries.append(str(event.event_id))
+        if len(tries) <= 2:
+            raise ConnectionResetError("broker connection lost")
+
+    def emitted(self: Bus, *events: Any) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(Bus, "event", broker_away_twice)
+    monkeypatch.setattr(Bus, "emit", emitted)
     w = worker(Site.PRIVATE)  # no capture subscriber: the worker's is the only delivery
+    runs: list[str] = []
+    run = w.runner.executor.run
+
+    async def counted(ctx: JobContext) -> dict[str, Any]:
+        runs.append(str(ctx.job_id))
+        return await run(ctx)
+
+    monkeypatch.setattr(w.runner.executor, "run", counted)
     async with TestRabbitBroker(w.broker):
         await dispatch(w, "private", placed("private"))
-    assert settled == ["nack requeue=True"]
+    assert settled == ["ack"]
+    assert len(tries) == 3
+    assert len(set(tries)) == 1  # the same JobSucceeded each time
+    assert len(runs) == 1
+
+
+async def test_a_held_delivery_whose_channel_is_lost_is_left_to_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Held through broker trouble until its channel closes: then neither acked (the
+    outcome is not published) nor handed back (a closed channel returns it by itself)."""
+    settled = _record_settling(monkeypatch)
+    monkeypatch.setattr("shared.holding.FIRST_WAIT_SECONDS", 0.01)
+    tries: list[str] = []
+
+    async def broker_away(self: Bus, event: object) -> None:
+        tries.append("event")
+        raise ConnectionResetError("broker connection lost")
+
+    monkeypatch.setattr(Bus, "event", broker_away)
+    monkeypatch.setattr("shared.worker.service.delivery_alive", lambda msg: len(tries) < 3)
+    monkeypatch.setattr("shared.service.delivery_alive", lambda msg: len(tries) < 3)
+    w = worker(Site.PRIVATE)
+    async with TestRabbitBroker(w.broker):
+        await dispatch(w, "private", placed("private"))
+    assert settled == []
+    assert len(tries) == 3
