@@ -127,14 +127,23 @@ class Sandbox:
         return self
 
     async def broker_totals(self) -> dict[str, int]:
-        """Messages published into and delivered from this vhost (management statistics,
-        refreshed every few seconds: read until two readings agree)."""
+        """The broker's own counters for this vhost (management API `/api/vhosts/<vhost>`
+        `message_stats`): messages published into it (`publish`), delivered or fetched
+        from its queues and streams (`deliver_get`), acked by consumers (`ack`, messages,
+        not frames: a multiple ack counts every message it settles) and confirmed to
+        publishers (`confirm`). Not our own code's counts. The statistics are refreshed
+        every 5 s: read until two readings agree."""
         url = f"{environment.MANAGEMENT}/api/vhosts/{quote(self.name, safe='')}"
         last: dict[str, int] = {}
         for _ in range(6):
             stats = httpx.get(url, auth=environment.ADMIN, timeout=10).json()
             m = stats.get("message_stats", {})
-            now = {"published": int(m.get("publish", 0)), "delivered": int(m.get("deliver_get", 0))}
+            now = {
+                "published": int(m.get("publish", 0)),
+                "delivered": int(m.get("deliver_get", 0)),
+                "acked": int(m.get("ack", 0)),
+                "confirmed": int(m.get("confirm", 0)),
+            }
             if now == last and now["published"]:
                 return now
             last = now
