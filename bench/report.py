@@ -76,6 +76,9 @@ def figures(run: Run) -> dict[str, Any]:
         "window_seconds": run.watch.seconds(),
         "peak_rss_mb": run.watch.peak_rss_mb(),
         "broker_messages_per_job": {k: v / run.n for k, v in run.broker.items()},
+        "broker_queues_per_job": {
+            q: {k: v / run.n for k, v in c.items()} for q, c in sorted(run.queues.items())
+        },
         "completions_per_bin": _timeline([run.visible[k] - start for k in keys]),
         "latencies_ms": latency,
         **extra,
@@ -361,6 +364,17 @@ def table(
                 f"{x['machine_cpu_per_job_net']:.2f}x "
                 f"| {x['own_processes_cpu_per_job']:.2f}x |"
             )
+    for f in all_figures:
+        if f.get("broker_queues_per_job"):
+            lines += [
+                "",
+                f"| {label(f, all_figures)}: queue | routed in per job | delivered per job |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {q} | {c['in']:.2f} | {c['delivered']:.2f} |"
+                for q, c in f["broker_queues_per_job"].items()
+            ]
     checks = issue_targets(all_figures)
     if checks:
         lines += ["", "| issue 21 target | measured | met? |", "|---|---|---|"]
