@@ -14,6 +14,7 @@ from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 
+from shared.acks import Acks
 from shared.errors import PermanentError, TLSRefused
 
 log = logging.getLogger("hybridq.service")
@@ -24,10 +25,13 @@ EXIT_TLS_REFUSED = 4
 RawHandler = Callable[[bytes, str], Awaitable[str]]
 
 
-async def settle(msg: RabbitMessage, queue: str, handle: RawHandler) -> None:
+async def settle(
+    msg: RabbitMessage, queue: str, handle: RawHandler, acks: Acks | None = None
+) -> None:
     """Run `handle` on a delivery and settle it explicitly.
 
-    Success (the handler has already published whatever follows): ack.
+    Success (the handler has already published whatever follows): ack -- through `acks`,
+    when given, several of the channel's deliveries to one frame (shared/acks.py).
     A permanent error the handler did not deal with: reject, so the queue's
     dead-letter arguments route it to `jobs.dead-letter`.
     Anything else (broker hiccup while publishing): nack with requeue, to try again;
@@ -38,11 +42,18 @@ async def settle(msg: RabbitMessage, queue: str, handle: RawHandler) -> None:
     except PermanentError:
         log.exception("permanent failure; rejecting to dead-letter", extra={"queue": queue})
         await msg.reject(requeue=False)
+        if acks is not None:
+            acks.settled(msg)
     except Exception:
         log.exception("transient failure; requeueing", extra={"queue": queue})
         await msg.nack(requeue=True)
+        if acks is not None:
+            acks.settled(msg)
     else:
-        await msg.ack()
+        if acks is not None:
+            await acks.ack(msg)
+        else:
+            await msg.ack()
 
 
 async def the_delivery(msg: StreamMessage[Any]) -> StreamMessage[Any]:

@@ -12,6 +12,7 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from shared import health, topology
+from shared.acks import Acks
 from shared.bus import Bus, make_broker
 from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.batches import ROUTER_SOURCE
@@ -72,6 +73,7 @@ def build(
     feed = CancellationFeed(broker, bus, cancellations, WorkerUsers.from_settings(settings))
 
     kind = settings.work_queue_type
+    acks = Acks()  # intake and due deliveries settle in groups: one ack frame per group
     intake_subscriber = broker.subscriber(
         topology.for_kind(topology.ROUTER_INTAKE, kind),
         topology.INTAKE,
@@ -94,7 +96,7 @@ def build(
         async def handle(body: bytes, queue: str) -> str:
             return await intake.handle(body, queue, redelivered=redelivered)
 
-        await settle(msg, topology.ROUTER_INTAKE.name, handle)
+        await settle(msg, topology.ROUTER_INTAKE.name, handle, acks)
 
     @due_subscriber
     async def on_due(msg: RabbitMessage) -> None:
@@ -104,7 +106,7 @@ def build(
         async def handle(body: bytes, queue: str) -> str:
             return await due.handle(body, queue, publisher, redelivered=redelivered)
 
-        await settle(msg, topology.ROUTER_DUE.name, handle)
+        await settle(msg, topology.ROUTER_DUE.name, handle, acks)
 
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
     health.attach(
