@@ -12,7 +12,6 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from shared import health, topology
-from shared.acks import Acks
 from shared.bus import Bus, make_broker
 from shared.cancellations import CancellationFeed, Cancellations
 from shared.contracts.batches import ROUTER_SOURCE
@@ -73,7 +72,6 @@ def build(
     feed = CancellationFeed(broker, bus, cancellations, WorkerUsers.from_settings(settings))
 
     kind = settings.work_queue_type
-    acks = Acks()  # intake and due deliveries settle in groups: one ack frame per group
     intake_subscriber = broker.subscriber(
         topology.for_kind(topology.ROUTER_INTAKE, kind),
         topology.INTAKE,
@@ -96,7 +94,7 @@ def build(
         async def handle(body: bytes, queue: str) -> str:
             return await intake.handle(body, queue, redelivered=redelivered)
 
-        await settle(msg, topology.ROUTER_INTAKE.name, handle, acks)
+        await settle(msg, topology.ROUTER_INTAKE.name, handle)
 
     @due_subscriber
     async def on_due(msg: RabbitMessage) -> None:
@@ -106,7 +104,7 @@ def build(
         async def handle(body: bytes, queue: str) -> str:
             return await due.handle(body, queue, publisher, redelivered=redelivered)
 
-        await settle(msg, topology.ROUTER_DUE.name, handle, acks)
+        await settle(msg, topology.ROUTER_DUE.name, handle)
 
     app = FastStream(broker, logger=logging.getLogger("hybridq.app"))
     health.attach(
