@@ -15,6 +15,15 @@ TARGET_SPREAD = 0.15  # issue: throughput within 15% from N=1,000 to N=20,000
 # stored/empty ratio far above 1 says the two runs met different machines, not a held target
 TARGET_STORED = 0.15
 TARGET_READ_P99_MS = 50.0
+# issue 21: broker messages per job at full load (the broker's counters), the rate and the
+# whole-machine CPU per job against Dramatiq's in the same run, latency and projection lag
+# at half the measured rate
+TARGET_MESSAGES_PER_JOB = 2.3
+TARGET_RATE_VS_DRAMATIQ = 0.75
+TARGET_CPU_VS_DRAMATIQ = 1.5
+TARGET_HALF_P50_MS = 50.0
+TARGET_HALF_P99_MS = 250.0
+TARGET_HALF_LAG_P99_MS = 250.0
 
 
 def figures(run: Run) -> dict[str, Any]:
@@ -67,6 +76,9 @@ def figures(run: Run) -> dict[str, Any]:
         "window_seconds": run.watch.seconds(),
         "peak_rss_mb": run.watch.peak_rss_mb(),
         "broker_messages_per_job": {k: v / run.n for k, v in run.broker.items()},
+        "broker_queues_per_job": {
+            q: {k: v / run.n for k, v in c.items()} for q, c in sorted(run.queues.items())
+        },
         "completions_per_bin": _timeline([run.visible[k] - start for k in keys]),
         "latencies_ms": latency,
         **extra,
@@ -173,6 +185,61 @@ def ratios(all_figures: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
+def issue_targets(all_figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 21's targets, each with what this run measured and whether it held (a target
+    whose runs are not in this invocation is left out)."""
+    burst = next((f for f in all_figures if f["system"] == "hybridq"), None)
+    paced = next((f for f in all_figures if f["system"].startswith("hybridq at ")), None)
+    dramatiq = next((f for f in all_figures if f["system"] == "dramatiq"), None)
+    rows: list[dict[str, Any]] = []
+
+    def row(target: str, measured: str, held: bool) -> None:
+        rows.append({"target": target, "measured": measured, "held": held})
+
+    if burst is not None:
+        m = burst["broker_messages_per_job"]
+        for key in ("published", "delivered"):
+            if key in m:
+                row(
+                    f"broker messages {key} per job (burst) <= {TARGET_MESSAGES_PER_JOB}",
+                    f"{m[key]:.2f}",
+                    m[key] <= TARGET_MESSAGES_PER_JOB,
+                )
+    if burst is not None and dramatiq is not None:
+        rate = burst["jobs_per_s"] / dramatiq["jobs_per_s"]
+        row(
+            f"jobs/s >= {TARGET_RATE_VS_DRAMATIQ}x Dramatiq's",
+            f"{rate:.2f}x",
+            rate >= TARGET_RATE_VS_DRAMATIQ,
+        )
+        cpu = burst["machine_cpu_ms_per_job"] / dramatiq["machine_cpu_ms_per_job"]
+        row(
+            f"whole-machine CPU per job <= {TARGET_CPU_VS_DRAMATIQ}x Dramatiq's",
+            f"{cpu:.2f}x",
+            cpu <= TARGET_CPU_VS_DRAMATIQ,
+        )
+    if paced is not None:
+        lat = paced["latency_ms"]
+        row(
+            f"half rate: submit->succeeded p50 <= {TARGET_HALF_P50_MS:.0f} ms",
+            f"{lat[50]:.0f} ms (p95 {lat[95]:.0f})",
+            lat[50] <= TARGET_HALF_P50_MS,
+        )
+        row(
+            f"half rate: submit->succeeded p99 <= {TARGET_HALF_P99_MS:.0f} ms",
+            f"{lat[99]:.0f} ms",
+            lat[99] <= TARGET_HALF_P99_MS,
+        )
+        lag = paced["projection_lag_p99_ms"]
+        if lag is not None:
+            row(
+                f"half rate: projection lag p99 < {TARGET_HALF_LAG_P99_MS:.0f} ms",
+                f"{lag:.0f} ms",
+                lag < TARGET_HALF_LAG_P99_MS,
+            )
+    return rows
+
+
 def label(f: dict[str, Any], all_figures: list[dict[str, Any]]) -> str:
     """The run's system, and its N when another run has the same system name."""
     twins = sum(1 for g in all_figures if g["system"] == f["system"])
@@ -256,7 +323,8 @@ def table(
 ) -> str:
     lines = [
         "| system | jobs | jobs/s | latency p50 / p95 / p99 ms | projection lag p99 ms "
-        "| machine CPU ms/job raw / net | own processes CPU ms/job | broker msgs/job in / out |",
+        "| machine CPU ms/job raw / net | own processes CPU ms/job "
+        "| broker msgs/job published / delivered / acked |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for f in all_figures:
@@ -269,7 +337,8 @@ def table(
             f"| {'' if lag is None else f'{lag:,.0f}'} "
             f"| {f['machine_cpu_ms_per_job']:.2f} / {f['machine_cpu_ms_per_job_net']:.2f} "
             f"| {f['own_processes_cpu_ms_per_job']:.2f} "
-            f"| {m.get('published', 0):.1f} / {m.get('delivered', 0):.1f} |"
+            f"| {m.get('published', 0):.2f} / {m.get('delivered', 0):.2f} "
+            f"/ {m.get('acked', 0):.2f} |"
         )
     lines += [
         "",
@@ -295,6 +364,21 @@ def table(
                 f"{x['machine_cpu_per_job_net']:.2f}x "
                 f"| {x['own_processes_cpu_per_job']:.2f}x |"
             )
+    for f in all_figures:
+        if f.get("broker_queues_per_job"):
+            lines += [
+                "",
+                f"| {label(f, all_figures)}: queue | routed in per job | delivered per job |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {q} | {c['in']:.2f} | {c['delivered']:.2f} |"
+                for q, c in f["broker_queues_per_job"].items()
+            ]
+    checks = issue_targets(all_figures)
+    if checks:
+        lines += ["", "| issue 21 target | measured | met? |", "|---|---|---|"]
+        lines += [f"| {c['target']} | {c['measured']} | {_yes(c['held'])} |" for c in checks]
     lines += _targets(all_figures, summary or {})
     lines += [
         "",
@@ -350,6 +434,12 @@ def write(
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "bench.json"
-    body = {**meta, "ratios": ratios(all_figures), **(summary or {}), "systems": all_figures}
+    body = {
+        **meta,
+        "ratios": ratios(all_figures),
+        "issue_21_targets": issue_targets(all_figures),
+        **(summary or {}),
+        "systems": all_figures,
+    }
     path.write_text(json.dumps(body, indent=1))
     return path

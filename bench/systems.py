@@ -53,6 +53,7 @@ class Run:
     lag_ms: list[float] = field(default_factory=list)
     config: str = ""
     broker: dict[str, int] = field(default_factory=dict)
+    queues: dict[str, dict[str, int]] = field(default_factory=dict)  # per queue, broker's
     paced: bool = False
     stored: int = 0  # finished jobs seeded into the store before the run (--seed)
     seeding: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +119,7 @@ class Sandbox:
 
     def __init__(self, system: str) -> None:
         self.name = f"hybridq_test_bench_{system}_{uuid.uuid4().hex[:6]}"
+        self.queues: dict[str, dict[str, int]] = {}
 
     async def __aenter__(self) -> Sandbox:
         self.amqp_url = environment.create_vhost(self.name)
@@ -127,19 +129,44 @@ class Sandbox:
         return self
 
     async def broker_totals(self) -> dict[str, int]:
-        """Messages published into and delivered from this vhost (management statistics,
-        refreshed every few seconds: read until two readings agree)."""
+        """The broker's own counters for this vhost (management API `/api/vhosts/<vhost>`
+        `message_stats`): messages published into it (`publish`), delivered or fetched
+        from its queues and streams (`deliver_get`), acked by consumers (`ack`, messages,
+        not frames: a multiple ack counts every message it settles) and confirmed to
+        publishers (`confirm`). Not our own code's counts. The statistics are refreshed
+        every 5 s: read until two readings agree."""
         url = f"{environment.MANAGEMENT}/api/vhosts/{quote(self.name, safe='')}"
         last: dict[str, int] = {}
+        now: dict[str, int] = {}
         for _ in range(6):
             stats = httpx.get(url, auth=environment.ADMIN, timeout=10).json()
             m = stats.get("message_stats", {})
-            now = {"published": int(m.get("publish", 0)), "delivered": int(m.get("deliver_get", 0))}
+            now = {
+                "published": int(m.get("publish", 0)),
+                "delivered": int(m.get("deliver_get", 0)),
+                "acked": int(m.get("ack", 0)),
+                "confirmed": int(m.get("confirm", 0)),
+            }
             if now == last and now["published"]:
-                return now
+                break
             last = now
             await asyncio.sleep(5.5)  # the statistics interval is 5 s
-        return last
+        self.queues = self._queue_totals()
+        return now
+
+    def _queue_totals(self) -> dict[str, dict[str, int]]:
+        """Per queue (and stream) of the vhost: messages routed into it and delivered from
+        it (the same counters, `/api/queues/<vhost>`), to see where each job's go."""
+        url = f"{environment.MANAGEMENT}/api/queues/{quote(self.name, safe='')}"
+        out: dict[str, dict[str, int]] = {}
+        for q in httpx.get(url, auth=environment.ADMIN, timeout=10).json():
+            m = q.get("message_stats", {})
+            if m.get("publish") or m.get("deliver_get"):
+                out[q["name"]] = {
+                    "in": int(m.get("publish", 0)),
+                    "delivered": int(m.get("deliver_get", 0)),
+                }
+        return out
 
     async def __aexit__(self, *exc: object) -> None:
         await self.engine.dispose()
@@ -255,6 +282,7 @@ async def hybridq(
                 lag_ms=[(r.updated_at - r.finished_at).total_seconds() * 1000 for r in rows],
                 config=config,
                 broker=totals,
+                queues=box.queues,
                 paced=rate is not None,
                 stored=stored,
                 seeding=_seeding(seeded) if seeded else {},

@@ -4,7 +4,8 @@ aio-pika, aiormq and FastStream have no public way to do a few things hybridq ne
 a subscriber's AMQP consumer before its handlers finish (`cancel_consumer`), publish on the
 broker's channel without waiting for each frame's write (`broker_channel`), see which
 consumers a channel holds and which the broker still has (`held_consumers`,
-`broker_consumers`), hand FastStream a connection it did not make (`adopt`), and let a
+`broker_consumers`), see whether a delivery's channel is open (`delivery_channel`), hand
+FastStream a connection it did not make (`adopt`), and let a
 connection queue more frames than aiormq's default (`set_frame_queue`). Every private
 attribute those need is read here and nowhere else; shared/connection.py also overrides
 the private hooks named in `HOOKS`.
@@ -45,6 +46,14 @@ def set_frame_queue(size: int) -> None:
 
 
 # -- aio-pika -------------------------------------------------------------------------------
+def delivery_channel(message: Any) -> aiormq.abc.AbstractChannel | None:
+    """The aiormq channel an aio-pika `IncomingMessage` came on, read without raising
+    (its `channel` property raises once that channel is closed); None for a message with
+    none (FastStream's in-memory test broker gives its deliveries a mock)."""
+    channel = getattr(message, "_IncomingMessage__channel", None)
+    return channel if isinstance(channel, aiormq.abc.AbstractChannel) else None
+
+
 def channel_closing(channel: RobustChannel) -> bool:
     """The channel was closed on purpose (aio-pika will not restore it)."""
     return bool(channel._close_called)

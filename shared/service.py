@@ -9,7 +9,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiormq.abc
 from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.rabbit.message import RabbitMessage
@@ -31,11 +30,8 @@ def delivery_alive(msg: RabbitMessage) -> bool:
     """Whether the channel the delivery came on is still open: only then can it be acked.
     aio-pika's `IncomingMessage.channel` raises once that channel is closed; FastStream's
     in-memory test broker gives its deliveries a mock instead of a channel (alive)."""
-    raw = msg.raw_message
-    channel = getattr(raw, "_IncomingMessage__channel", None)  # read without raising
-    if not isinstance(channel, aiormq.abc.AbstractChannel):
-        return True
-    return not channel.is_closed
+    channel = messaging.delivery_channel(msg.raw_message)
+    return channel is None or not channel.is_closed
 
 
 async def settle(msg: RabbitMessage, queue: str, handle: RawHandler) -> None:

@@ -132,3 +132,20 @@ def test_the_publish_path_and_the_log_line_names_are_there() -> None:
     owner, method = messaging.CHANNEL_CLOSE_CALLBACK.split(".")
     assert owner == RobustChannel.__name__
     assert inspect.iscoroutinefunction(getattr(RobustChannel, method))
+
+
+def test_a_delivery_names_its_channel_where_delivery_channel_reads_it() -> None:
+    from aio_pika.message import IncomingMessage
+    from pamqp.commands import Basic
+    from pamqp.header import ContentHeader
+
+    aiormq_channel = aiormq.Channel.__new__(aiormq.Channel)
+    delivered = aiormq.abc.DeliveredMessage(
+        delivery=Basic.Deliver(consumer_tag="c", delivery_tag=1, exchange="", routing_key="q"),
+        header=ContentHeader(),
+        body=b"{}",
+        channel=aiormq_channel,
+    )
+    message = IncomingMessage(delivered)
+    assert messaging.delivery_channel(message) is aiormq_channel
+    assert messaging.delivery_channel(SimpleNamespace()) is None
