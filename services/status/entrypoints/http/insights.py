@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from services.status.adapters import insights
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res
+from services.status.entrypoints.http.errors import problems
 from services.status.entrypoints.http.schemas import UtcDatetime
 
 router = APIRouter(tags=["operations"])
@@ -92,9 +93,7 @@ Since = Annotated[
     UtcDatetime | None, Query(description="start of the range (default: until - 15 min)")
 ]
 Until = Annotated[UtcDatetime | None, Query(description="end of the range (default: now)")]
-RANGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"description": "since not before until, or a range over 31 days"}
-}
+RANGE_ERRORS = problems(422, _422="since not before until, or a range over 31 days")
 
 
 @router.get("/stats/timings", response_model=Timings, dependencies=[Reader], responses=RANGE_ERRORS)
