@@ -29,6 +29,7 @@ from services.status.domain.schedules import (
 from services.status.entrypoints.http.auth import Reader
 from services.status.entrypoints.http.deps import Res, policy_error
 from services.status.entrypoints.http.errors import error_body, problems
+from services.status.entrypoints.http.schemas import refuse_null
 from services.status.service_layer import operations
 from services.status.service_layer import schedules as use_cases
 from shared.contracts.jobs import MAX_MESSAGE_BYTES, JobSpec, JobSubmitted
@@ -60,9 +61,7 @@ class ScheduleRequest(BaseModel):
     @field_validator("cron", "every_seconds", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("leave the field out rather than send null")
-        return value
+        return refuse_null(value)
 
     @model_validator(mode="after")
     def _one_cadence(self) -> ScheduleRequest:

@@ -52,6 +52,13 @@ def no_nul(value: Any) -> Any:
     return value
 
 
+def refuse_null(value: object) -> object:
+    """A field validator's body for an optional field that may be left out but not null."""
+    if value is None:
+        raise ValueError("leave the field out rather than send null")
+    return value
+
+
 class SubmitJob(JobSpec):
     """A JobSubmitted without `job_id` (optional here: generated when absent)."""
 
@@ -123,9 +130,7 @@ class RedriveRequest(BaseModel):
     @field_validator(*SELECTORS, "all", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("leave the field out rather than send null")
-        return value
+        return refuse_null(value)
 
     @model_validator(mode="after")
     def _one_selection(self) -> RedriveRequest:
